@@ -1,0 +1,3 @@
+//! Configuration: value formats shared by the command line and the configuration file.
+
+pub mod units;

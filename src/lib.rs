@@ -1,0 +1,12 @@
+//! altoshield: a TLS-terminating, version-aware caching proxy for ALTO (RFC 7285), with the
+//! reference origin server it is tested against.
+//!
+//! The pure protocol core lives in [`alto`] and does no IO; everything that touches a socket is in
+//! the other modules. `ARCHITECTURE.md` at the repository root has the map.
+
+pub mod alto;
+pub mod config;
+pub mod http;
+pub mod origin;
+pub mod rng;
+pub mod tls;

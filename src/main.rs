@@ -1,0 +1,260 @@
+//! The `altoshield` command: parses the command line, sets up logging, runs the chosen
+//! subcommand, and maps failures to exit codes (0 success, 64 bad usage or configuration,
+//! 1 runtime failure).
+
+use std::io::Write;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use altoshield::config::units;
+use altoshield::origin::{DataSource, Faults, Origin, OriginOptions};
+
+const EXIT_USAGE: u8 = 64;
+const EXIT_RUNTIME: u8 = 1;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "altoshield",
+    version,
+    about = "A caching ALTO (RFC 7285) proxy, its reference origin, and tools"
+)]
+struct Cli {
+    /// Log format on standard error.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Run the reference origin ALTO server.
+    Origin(OriginArgs),
+}
+
+#[derive(Args, Debug)]
+struct OriginArgs {
+    /// Serve the data set in DIR (network-map.json, costmap-*.json, properties.json).
+    #[arg(long, value_name = "DIR", conflicts_with = "generate")]
+    data: Option<PathBuf>,
+    /// Serve generated data (the default when --data is not given).
+    #[arg(long)]
+    generate: bool,
+    /// Generated PIDs (besides the default PID).
+    #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pids: u32,
+    /// Generated IPv4 prefixes per PID.
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    prefixes_per_pid: u32,
+    /// Seed of the generated data: the same flags give the same bytes.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1:8081")]
+    listen: SocketAddr,
+    /// Base URL of the IRD's absolute URIs (default: the scheme and bound address).
+    #[arg(long, value_name = "URL")]
+    public_url: Option<String>,
+    /// Milliseconds added to every ALTO answer.
+    #[arg(long, default_value_t = 0)]
+    delay_ms: u64,
+    /// Send `Cache-Control: max-age=S` on answers.
+    #[arg(long, value_name = "S")]
+    max_age: Option<u64>,
+    /// PEM certificate chain: serve HTTPS.
+    #[arg(long, requires = "key")]
+    cert: Option<PathBuf>,
+    /// PEM private key for --cert.
+    #[arg(long, requires = "cert")]
+    key: Option<PathBuf>,
+    /// List a delegated IRD at URL in the root IRD (repeatable).
+    #[arg(long, value_name = "URL")]
+    delegate: Vec<String>,
+    /// Prefix for every resource-id and cost-type name.
+    #[arg(long, default_value = "")]
+    id_prefix: String,
+    /// Rate (0 to 1) of answers replaced by 503 with Retry-After.
+    #[arg(long = "fault-5xx", default_value_t = 0.0, value_parser = rate)]
+    fault_5xx: f64,
+    /// Rate of 200 answers with a truncated body.
+    #[arg(long, default_value_t = 0.0, value_parser = rate)]
+    fault_malformed: f64,
+    /// Rate of requests whose connection is closed with no answer.
+    #[arg(long, default_value_t = 0.0, value_parser = rate)]
+    fault_drop: f64,
+    /// Rate of requests that are never answered.
+    #[arg(long, default_value_t = 0.0, value_parser = rate)]
+    fault_hang: f64,
+    /// Seed of the fault draws.
+    #[arg(long, default_value_t = 1)]
+    fault_seed: u64,
+    /// Make endpoint costs deviate from the PID-level maps (an origin with finer data).
+    #[arg(long)]
+    ecs_deviate: bool,
+    /// Largest request body accepted.
+    #[arg(long, default_value = "1MiB", value_parser = size)]
+    max_body: u64,
+    /// Most (source, destination) pairs one endpoint-cost request may ask for.
+    #[arg(long, default_value_t = 1_000_000, value_parser = clap::value_parser!(u64).range(1..))]
+    max_ecs_pairs: u64,
+}
+
+fn rate(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(r) if (0.0..=1.0).contains(&r) => Ok(r),
+        _ => Err(format!("`{s}` is not a rate between 0 and 1")),
+    }
+}
+
+fn size(s: &str) -> Result<u64, String> {
+    units::parse_size(s)
+}
+
+/// A failure and the exit code it maps to.
+struct Failure {
+    code: u8,
+    message: String,
+}
+
+fn usage(message: impl ToString) -> Failure {
+    Failure { code: EXIT_USAGE, message: message.to_string() }
+}
+
+fn runtime(message: impl ToString) -> Failure {
+    Failure { code: EXIT_RUNTIME, message: message.to_string() }
+}
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e)
+            if matches!(
+                e.kind(),
+                clap::error::ErrorKind::DisplayHelp | clap::error::ErrorKind::DisplayVersion
+            ) =>
+        {
+            let _ = e.print();
+            return ExitCode::SUCCESS;
+        }
+        Err(e) => {
+            // One line: clap's first line, without its usage block.
+            let text = e.render().to_string();
+            let line = text.lines().find(|l| !l.trim().is_empty()).unwrap_or("bad usage").trim();
+            eprintln!("altoshield: {} (see --help)", line.trim_start_matches("error: "));
+            return ExitCode::from(EXIT_USAGE);
+        }
+    };
+    init_logging(cli.log_format);
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("altoshield: cannot start the runtime: {e}");
+            return ExitCode::from(EXIT_RUNTIME);
+        }
+    };
+    let result = runtime.block_on(async {
+        match cli.command {
+            Command::Origin(args) => run_origin(args).await,
+        }
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(f) => {
+            eprintln!("altoshield: {}", f.message);
+            ExitCode::from(f.code)
+        }
+    }
+}
+
+fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
+
+/// Prints a start-up line on standard output, alone and flushed at once: scripts wait for it.
+fn announce(line: &str) {
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "{line}");
+    let _ = out.flush();
+}
+
+async fn run_origin(a: OriginArgs) -> Result<(), Failure> {
+    let source = match a.data {
+        Some(dir) => DataSource::Dir(dir),
+        None => DataSource::Generate {
+            pids: a.pids as usize,
+            prefixes_per_pid: a.prefixes_per_pid as usize,
+            seed: a.seed,
+        },
+    };
+    if let Some(url) = &a.public_url {
+        if !(url.starts_with("http://") || url.starts_with("https://")) {
+            return Err(usage(format!("--public-url `{url}` must start with http:// or https://")));
+        }
+    }
+    let tls = match (&a.cert, &a.key) {
+        (Some(cert), Some(key)) => {
+            Some(Arc::new(altoshield::tls::server_config(cert, key, None).map_err(usage)?))
+        }
+        _ => None,
+    };
+    let options = OriginOptions {
+        source,
+        public_url: a.public_url,
+        delay: Duration::from_millis(a.delay_ms),
+        max_age: a.max_age,
+        delegate: a.delegate,
+        id_prefix: a.id_prefix,
+        faults: Faults {
+            http_5xx: a.fault_5xx,
+            malformed: a.fault_malformed,
+            drop: a.fault_drop,
+            hang: a.fault_hang,
+            seed: a.fault_seed,
+        },
+        ecs_deviate: a.ecs_deviate,
+        max_body: a.max_body,
+        max_ecs_pairs: a.max_ecs_pairs,
+    };
+    let origin = tokio::task::spawn_blocking(move || Origin::new(options))
+        .await
+        .map_err(runtime)?
+        .map_err(|e| usage(format!("origin data: {e}")))?;
+    let listener = tokio::net::TcpListener::bind(a.listen)
+        .await
+        .map_err(|e| runtime(format!("cannot listen on {}: {e}", a.listen)))?;
+    let local = listener.local_addr().map_err(runtime)?;
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    let base = format!("{scheme}://{local}");
+    announce(&format!("origin listening on {base}"));
+
+    let bumper = origin.clone();
+    tokio::spawn(async move {
+        let Ok(mut hup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) else {
+            return;
+        };
+        while hup.recv().await.is_some() {
+            if let Err(e) = bumper.bump().await {
+                tracing::error!(error = %e, "SIGHUP: bump failed");
+            }
+        }
+    });
+    origin.run(listener, &base, tls, altoshield::http::shutdown_signal()).await;
+    Ok(())
+}
