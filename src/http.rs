@@ -49,10 +49,15 @@ pub enum BodyError {
     TooLarge(u64),
     #[error("reading the request body: {0}")]
     Read(String),
+    #[error("the request body did not arrive in time")]
+    Timeout,
 }
 
-/// Reads a request body of at most `limit` bytes; a `Content-Length` over the limit is refused
-/// before anything is read.
+/// How long a client may take to send its body.
+pub const BODY_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Reads a request body of at most `limit` bytes within [`BODY_TIMEOUT`]; a `Content-Length`
+/// over the limit is refused before anything is read.
 pub async fn read_body(req: http::Request<Incoming>, limit: u64) -> Result<Bytes, BodyError> {
     let declared = req
         .headers()
@@ -77,6 +82,7 @@ pub fn body_error_response(e: &BodyError) -> Response<Body> {
     match e {
         BodyError::TooLarge(_) => refuse(StatusCode::PAYLOAD_TOO_LARGE, e.to_string()),
         BodyError::Read(_) => refuse(StatusCode::BAD_REQUEST, e.to_string()),
+        BodyError::Timeout => refuse(StatusCode::REQUEST_TIMEOUT, e.to_string()),
     }
 }
 

@@ -165,19 +165,27 @@ impl Dataset {
     /// deterministic subset of prefixes to other PIDs and changes every cost.
     pub fn version(&self, number: u64) -> Result<Version, DataError> {
         let network_map = if number == 0 { self.network_map.clone() } else { self.moved_prefixes(number) };
-        let mut response =
-            NetworkMapResponse { meta: ResponseMeta::default(), network_map, extra: Default::default() };
-        let content =
-            serde_json::to_vec(&response.network_map).map_err(|e| DataError::Invalid(e.to_string()))?;
+        let costs: BTreeMap<&String, CostMapData> = self
+            .metrics
+            .iter()
+            .map(|(metric, base)| (metric, if number == 0 { base.clone() } else { changed_costs(base, number) }))
+            .collect();
+        // The tag names the whole version (network map and costs) and its number, so a version
+        // whose moved prefixes happen to rebuild an earlier map still gets a tag of its own.
+        let mut content = format!("version {number}\n").into_bytes();
+        let encoded = serde_json::to_vec(&(&network_map, &costs)).map_err(|e| DataError::Invalid(e.to_string()))?;
+        content.extend_from_slice(&encoded);
         let vtag = VersionTag::new(&self.network_map_id, compute::content_tag(&content));
-        response.meta.vtag = Some(vtag.clone());
-        let network_map_bytes =
-            Bytes::from(serde_json::to_vec(&response).map_err(|e| DataError::Invalid(e.to_string()))?);
+        let response = NetworkMapResponse {
+            meta: ResponseMeta { vtag: Some(vtag.clone()), ..Default::default() },
+            network_map,
+            extra: Default::default(),
+        };
+        let network_map_bytes = Bytes::from(serde_json::to_vec(&response).map_err(|e| DataError::Invalid(e.to_string()))?);
         let view = NetworkMapView::new(response)?;
 
         let mut cost_maps = BTreeMap::new();
-        for (metric, base) in &self.metrics {
-            let costs = if number == 0 { base.clone() } else { changed_costs(base, number) };
+        for (metric, costs) in costs {
             let meta = ResponseMeta {
                 dependent_vtags: Some(vec![vtag.clone()]),
                 cost_type: Some(CostType::new(metric, "numerical")),
@@ -188,10 +196,7 @@ impl Dataset {
             let encode = |m: &CostMapResponse| serde_json::to_vec(m).map(Bytes::from);
             let bytes = [encode(&numerical), encode(&ordinal)];
             let [num_bytes, ord_bytes] = bytes.map(|b| b.unwrap_or_default());
-            cost_maps.insert(
-                metric.clone(),
-                CostMaps { numerical, numerical_bytes: num_bytes, ordinal_bytes: ord_bytes },
-            );
+            cost_maps.insert(metric.clone(), CostMaps { numerical, numerical_bytes: num_bytes, ordinal_bytes: ord_bytes });
         }
 
         let mut properties = BTreeMap::new();
