@@ -39,8 +39,22 @@ enum LogFormat {
 
 #[derive(Subcommand, Debug)]
 enum Command {
+    /// Run the caching ALTO proxy.
+    Serve(ServeArgs),
+    /// Validate a configuration file and print every problem.
+    CheckConfig {
+        /// The configuration file.
+        path: PathBuf,
+    },
     /// Run the reference origin ALTO server.
-    Origin(OriginArgs),
+    Origin(Box<OriginArgs>),
+}
+
+#[derive(Args, Debug)]
+struct ServeArgs {
+    /// The configuration file.
+    #[arg(long, default_value = altoshield::config::DEFAULT_CONFIG_PATH)]
+    config: PathBuf,
 }
 
 #[derive(Args, Debug)]
@@ -165,7 +179,9 @@ fn main() -> ExitCode {
     };
     let result = runtime.block_on(async {
         match cli.command {
-            Command::Origin(args) => run_origin(args).await,
+            Command::Serve(args) => run_serve(args).await,
+            Command::CheckConfig { path } => check_config(&path),
+            Command::Origin(args) => run_origin(*args).await,
         }
     });
     match result {
@@ -192,6 +208,91 @@ fn announce(line: &str) {
     let mut out = std::io::stdout().lock();
     let _ = writeln!(out, "{line}");
     let _ = out.flush();
+}
+
+/// Every problem of a configuration file, one per line with its key path.
+fn config_failure(e: altoshield::config::ConfigError) -> Failure {
+    let lines: Vec<String> = e.problems.iter().map(|p| p.to_string()).collect();
+    usage(lines.join("\naltoshield: "))
+}
+
+fn check_config(path: &std::path::Path) -> Result<(), Failure> {
+    altoshield::config::check(path).map_err(config_failure)?;
+    println!("{}: ok", path.display());
+    Ok(())
+}
+
+async fn run_serve(a: ServeArgs) -> Result<(), Failure> {
+    use altoshield::{admin, server, shield, tls, upstream};
+    let config = altoshield::config::load(&a.config).map_err(config_failure)?;
+    let tls = match (&config.listen.cert, &config.listen.key) {
+        (Some(cert), Some(key)) if config.listen.tls => {
+            let reloading = tls::ReloadingCert::load(cert, key).map_err(usage)?;
+            let server = reloading.server_config(config.listen.client_ca.as_deref()).map_err(usage)?;
+            Some((reloading, Arc::new(server)))
+        }
+        _ => None,
+    };
+    let upstream = upstream::Upstream::new(&upstream::UpstreamConfig {
+        ca: config.origin.ca.clone(),
+        cert: config.origin.cert.clone(),
+        key: config.origin.key.clone(),
+        connect_timeout: config.origin.connect_timeout,
+        timeout: config.origin.timeout,
+        max_in_flight: config.origin.max_in_flight,
+        max_body: config.origin.max_body,
+    })
+    .map_err(usage)?;
+    let listener = tokio::net::TcpListener::bind(config.listen.addr)
+        .await
+        .map_err(|e| runtime(format!("cannot listen on {}: {e}", config.listen.addr)))?;
+    let admin_listener = tokio::net::TcpListener::bind(config.admin.addr)
+        .await
+        .map_err(|e| runtime(format!("cannot listen on {} (admin): {e}", config.admin.addr)))?;
+    let local = listener.local_addr().map_err(runtime)?;
+    let admin_local = admin_listener.local_addr().map_err(runtime)?;
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    let public_url = config.listen.public_url.clone().unwrap_or_else(|| format!("{scheme}://{local}"));
+    announce(&format!("listening on {scheme}://{local}"));
+    announce(&format!("admin on http://{admin_local}"));
+
+    let shield = shield::Shield::new(config, public_url.trim_end_matches('/').to_string(), upstream);
+    tokio::spawn(shield::maintain(shield.clone()));
+    if let Some((certs, _)) = &tls {
+        tokio::spawn(watch_certificates(certs.clone()));
+    }
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|s| *s).await;
+    };
+    let admin_task = tokio::spawn(admin::serve(shield.clone(), admin_listener, stopped(stop_rx.clone())));
+    tokio::spawn(async move {
+        altoshield::http::shutdown_signal().await;
+        tracing::info!("shutting down: draining in-flight requests");
+        let _ = stop_tx.send(true);
+    });
+    server::serve(shield, listener, tls.map(|(_, c)| c), stopped(stop_rx)).await;
+    let _ = admin_task.await;
+    Ok(())
+}
+
+/// Reloads the serving certificate on SIGHUP and when its files change on disk; new
+/// connections get the new certificate, open ones keep theirs.
+async fn watch_certificates(certs: Arc<altoshield::tls::ReloadingCert>) {
+    let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    loop {
+        let forced = tokio::select! {
+            _ = tick.tick() => false,
+            Some(()) = async { match hup.as_mut() { Some(h) => h.recv().await, None => std::future::pending().await } } => true,
+        };
+        let result = if forced { certs.reload().map(|()| true) } else { certs.reload_if_changed() };
+        match result {
+            Ok(true) => tracing::info!("TLS certificate reloaded"),
+            Ok(false) => {}
+            Err(e) => tracing::error!(error = %e, "TLS certificate reload failed; keeping the current one"),
+        }
+    }
 }
 
 async fn run_origin(a: OriginArgs) -> Result<(), Failure> {

@@ -28,9 +28,10 @@
 //! values. A lookup finds the last start at or below the address with two
 //! branch-free binary searches: one over a small summary holding every 64th
 //! start (it stays in cache), then one inside the 64-row block it selects
-//! (a few adjacent cache lines). On a table of a million rows this roughly
-//! halves the cache and TLB misses of a single binary search over the whole
-//! table, while keeping a plain sorted layout.
+//! (a few adjacent cache lines). Compared with one binary search over the
+//! whole table this takes fewer cache and TLB misses on large maps (about
+//! 30% more lookups per second on the 500,000-prefix benchmark with
+//! addresses spread over the whole map), while keeping a plain sorted layout.
 //!
 //! IPv4 and IPv6 are separate families: an IPv6 address, including an
 //! IPv4-mapped one such as `::ffff:192.0.2.1`, is only matched against IPv6
@@ -95,6 +96,8 @@ impl PrefixIndex {
                 }
             }
         }
+        // The closures rebuild a prefix for the error message only; the
+        // length came from a valid prefix, so `new_assert` cannot fail.
         Ok(Self {
             v4: Table::build(v4, |p| IpNet::V4(ipnet::Ipv4Net::new_assert(Ipv4Addr::from(p.start), p.len)))?,
             v6: Table::build(v6, |p| IpNet::V6(ipnet::Ipv6Net::new_assert(Ipv6Addr::from(p.start), p.len)))?,
@@ -254,10 +257,11 @@ const BLOCK: usize = 64;
 fn last_at_or_below<K: Key>(keys: &[K], key: K) -> usize {
     // `partition_point` rather than a hand-written loop: the standard
     // library's binary search runs a length-determined number of steps and
-    // selects the next half with a conditional move (it marks the choice as
-    // unpredictable). The same loop written here, with `if` or arithmetic,
-    // was turned back into a branch by the compiler, which is mispredicted
-    // about half the time on random addresses.
+    // marks the choice of half as unpredictable, so for `u32` keys it
+    // compiles to a conditional move. The same loop written here, with `if`
+    // or arithmetic, was turned back into a branch by the compiler, which is
+    // mispredicted about half the time on random addresses. (For `u128` keys
+    // the comparison still compiles to a branch.)
     keys.partition_point(|&k| k <= key).saturating_sub(1)
 }
 

@@ -168,12 +168,15 @@ impl Dataset {
         let costs: BTreeMap<&String, CostMapData> = self
             .metrics
             .iter()
-            .map(|(metric, base)| (metric, if number == 0 { base.clone() } else { changed_costs(base, number) }))
+            .map(|(metric, base)| {
+                (metric, if number == 0 { base.clone() } else { changed_costs(base, number) })
+            })
             .collect();
         // The tag names the whole version (network map and costs) and its number, so a version
         // whose moved prefixes happen to rebuild an earlier map still gets a tag of its own.
         let mut content = format!("version {number}\n").into_bytes();
-        let encoded = serde_json::to_vec(&(&network_map, &costs)).map_err(|e| DataError::Invalid(e.to_string()))?;
+        let encoded =
+            serde_json::to_vec(&(&network_map, &costs)).map_err(|e| DataError::Invalid(e.to_string()))?;
         content.extend_from_slice(&encoded);
         let vtag = VersionTag::new(&self.network_map_id, compute::content_tag(&content));
         let response = NetworkMapResponse {
@@ -181,7 +184,8 @@ impl Dataset {
             network_map,
             extra: Default::default(),
         };
-        let network_map_bytes = Bytes::from(serde_json::to_vec(&response).map_err(|e| DataError::Invalid(e.to_string()))?);
+        let network_map_bytes =
+            Bytes::from(serde_json::to_vec(&response).map_err(|e| DataError::Invalid(e.to_string()))?);
         let view = NetworkMapView::new(response)?;
 
         let mut cost_maps = BTreeMap::new();
@@ -196,7 +200,10 @@ impl Dataset {
             let encode = |m: &CostMapResponse| serde_json::to_vec(m).map(Bytes::from);
             let bytes = [encode(&numerical), encode(&ordinal)];
             let [num_bytes, ord_bytes] = bytes.map(|b| b.unwrap_or_default());
-            cost_maps.insert(metric.clone(), CostMaps { numerical, numerical_bytes: num_bytes, ordinal_bytes: ord_bytes });
+            cost_maps.insert(
+                metric.clone(),
+                CostMaps { numerical, numerical_bytes: num_bytes, ordinal_bytes: ord_bytes },
+            );
         }
 
         let mut properties = BTreeMap::new();

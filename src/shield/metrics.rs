@@ -1,0 +1,130 @@
+//! The shield's metrics (DESIGN §6). Label values are bounded: resource-ids from the IRD,
+//! `directory`, `unknown`, fixed outcome and status names; never a client address or raw path.
+
+use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue};
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::registry::Registry;
+
+/// How a request was answered (the `outcome` label).
+#[derive(Debug, Clone, Copy, Hash, PartialEq, Eq, EncodeLabelValue)]
+#[allow(non_camel_case_types)]
+pub enum Outcome {
+    /// Fresh from cache.
+    hit,
+    /// Served after its freshness ran out.
+    stale,
+    /// Computed locally.
+    local,
+    /// Waited on another request's origin fetch.
+    coalesced,
+    /// Shared a merged origin fetch.
+    aggregated,
+    /// Triggered its own origin fetch.
+    miss,
+    /// Refused by the shield before any origin contact.
+    rejected,
+    /// 5xx from an origin failure or an internal fault.
+    error,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RequestLabels {
+    resource: String,
+    outcome: Outcome,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct OriginLabels {
+    resource: String,
+    status: String,
+}
+
+/// Every metric of the shield, registered once.
+#[derive(Debug)]
+pub struct Metrics {
+    registry: Registry,
+    requests: Family<RequestLabels, Counter>,
+    origin_requests: Family<OriginLabels, Counter>,
+    origin_duration: Histogram,
+    coalesced_wait: Histogram,
+    pub cache_bytes: Gauge,
+    pub cache_entries: Gauge,
+    pub in_flight: Gauge,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        let mut registry = Registry::default();
+        let requests = Family::<RequestLabels, Counter>::default();
+        let origin_requests = Family::<OriginLabels, Counter>::default();
+        // 1 ms to ~33 s.
+        let origin_duration = Histogram::new(exponential_buckets(0.001, 2.0, 16));
+        // 0.1 ms to ~3 s: waiting on a fetch already under way should cost about the origin's latency.
+        let coalesced_wait = Histogram::new(exponential_buckets(0.0001, 2.0, 16));
+        let cache_bytes = Gauge::default();
+        let cache_entries = Gauge::default();
+        let in_flight = Gauge::default();
+        registry.register("altoshield_requests", "Client requests by resource and outcome", requests.clone());
+        registry.register(
+            "altoshield_origin_requests",
+            "Requests sent to the origin by resource and status",
+            origin_requests.clone(),
+        );
+        registry.register(
+            "altoshield_origin_request_duration_seconds",
+            "Time to a complete origin answer",
+            origin_duration.clone(),
+        );
+        registry.register(
+            "altoshield_coalesced_wait_seconds",
+            "What waiting on another request's origin fetch cost",
+            coalesced_wait.clone(),
+        );
+        registry.register("altoshield_cache_bytes", "Bytes held by the cache", cache_bytes.clone());
+        registry.register("altoshield_cache_entries", "Entries held by the cache", cache_entries.clone());
+        registry.register(
+            "altoshield_in_flight_requests",
+            "Client requests being answered",
+            in_flight.clone(),
+        );
+        Metrics {
+            registry,
+            requests,
+            origin_requests,
+            origin_duration,
+            coalesced_wait,
+            cache_bytes,
+            cache_entries,
+            in_flight,
+        }
+    }
+}
+
+impl Metrics {
+    pub fn request(&self, resource: &str, outcome: Outcome) {
+        self.requests.get_or_create(&RequestLabels { resource: resource.to_string(), outcome }).inc();
+    }
+
+    /// One origin request: `status` is the numeric code or `timeout`, `connect_error`,
+    /// `invalid_response`.
+    pub fn origin_request(&self, resource: &str, status: &str, seconds: f64) {
+        self.origin_requests
+            .get_or_create(&OriginLabels { resource: resource.to_string(), status: status.to_string() })
+            .inc();
+        self.origin_duration.observe(seconds);
+    }
+
+    pub fn coalesced_wait(&self, seconds: f64) {
+        self.coalesced_wait.observe(seconds);
+    }
+
+    /// The Prometheus text exposition.
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
+        out
+    }
+}
