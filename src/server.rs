@@ -64,7 +64,16 @@ pub async fn serve(
             let conn = ConnInfo { peer, proxied };
             let service = hyper::service::service_fn(move |req| {
                 let shield = shield.clone();
-                async move { Ok::<_, std::convert::Infallible>(handle(shield, req, conn).await) }
+                async move {
+                    // One line per request at debug; nothing is copied when debug is off.
+                    let line = tracing::enabled!(tracing::Level::DEBUG)
+                        .then(|| (req.method().clone(), req.uri().clone()));
+                    let resp = handle(shield, req, conn).await;
+                    if let Some((method, uri)) = line {
+                        tracing::debug!(peer = %conn.peer, %method, path = uri.path(), status = resp.status().as_u16(), "request");
+                    }
+                    Ok::<_, std::convert::Infallible>(resp)
+                }
             });
             match acceptor {
                 None => {

@@ -33,6 +33,9 @@ use crate::upstream::Upstream;
 pub use fetch::ShieldError;
 pub use handler::{handle, ConnInfo};
 
+/// Bytes of validated POST bodies remembered by their exact bytes (see `handler::prepare`).
+const PREPARED_MAX_BYTES: u64 = 32 << 20;
+
 /// The default network map and the GET maps computed from it, served together.
 #[derive(Debug, Clone)]
 pub struct Generation {
@@ -63,10 +66,14 @@ pub struct Shield {
     ird: RwLock<Option<Arc<Entry>>>,
     generation: RwLock<Option<Arc<Generation>>>,
     pub store: Store,
+    /// Validated, canonical forms of recently seen POST bodies, by resource and exact bytes.
+    prepared: moka::sync::Cache<(Arc<str>, bytes::Bytes), Arc<handler::Prepared>>,
     flights: Coalescer<FlightKey, fetch::Reply, ShieldError>,
     pub metrics: metrics::Metrics,
     /// This shield's `Via` pseudonym; a request already carrying it is a loop.
     pub via: String,
+    /// `1.1 <via>`, the `Via` entry this shield adds, made once.
+    pub via_header: http::HeaderValue,
     pub rate: crate::admit::rate::RateLimiter,
     in_flight: AtomicUsize,
     ready: AtomicBool,
@@ -76,8 +83,17 @@ impl Shield {
     pub fn new(config: Config, public_url: String, upstream: Upstream) -> Arc<Shield> {
         let keep_stale = config.cache.stale_while_revalidate.max(config.cache.stale_if_error);
         let via = format!("altoshield-{:08x}", crate::rng::mix(std::process::id() as u64 ^ nanos()) as u32);
+        let via_header = http::HeaderValue::from_str(&format!("1.1 {via}"))
+            .unwrap_or(http::HeaderValue::from_static("1.1 altoshield"));
         Arc::new(Shield {
+            via_header,
             store: Store::new(config.cache.max_bytes, keep_stale),
+            prepared: moka::sync::Cache::builder()
+                .max_capacity(PREPARED_MAX_BYTES)
+                .weigher(|k: &(Arc<str>, bytes::Bytes), v: &Arc<handler::Prepared>| {
+                    u32::try_from(k.1.len() * 2 + v.weight()).unwrap_or(u32::MAX)
+                })
+                .build(),
             rate: crate::admit::rate::RateLimiter::new(config.limits.per_client_rps, 100_000),
             config,
             public_url,
@@ -173,6 +189,8 @@ impl Shield {
         );
         *self.ird.write().unwrap_or_else(|e| e.into_inner()) = Some(Arc::new(entry));
         *self.directory.write().unwrap_or_else(|e| e.into_inner()) = Some(d);
+        // Capabilities may have changed: what validated before must be validated again.
+        self.prepared.invalidate_all();
     }
 }
 

@@ -371,11 +371,7 @@ pub(super) async fn origin_fetch(
         accept: format!("{},{}", res.media_type, media::ERROR),
         content_type,
         body: body.unwrap_or_default(),
-        headers: vec![(
-            header::VIA,
-            HeaderValue::from_str(&format!("1.1 {}", shield.via))
-                .unwrap_or(HeaderValue::from_static("1.1 altoshield")),
-        )],
+        headers: vec![(header::VIA, shield.via_header.clone())],
     };
     let started = Instant::now();
     let result = shield.upstream.send(req).await;
@@ -515,9 +511,8 @@ fn freshness(headers: &HeaderMap, default_ttl: Duration) -> (Duration, bool) {
         }
     }
     if ttl.is_none() {
-        let date = |name| {
-            headers.get(name).and_then(|v: &HeaderValue| v.to_str().ok()).and_then(httpdate_parse)
-        };
+        let date =
+            |name| headers.get(name).and_then(|v: &HeaderValue| v.to_str().ok()).and_then(httpdate_parse);
         if let (Some(expires), Some(now)) =
             (date(header::EXPIRES), date(header::DATE).or_else(|| Some(std::time::SystemTime::now())))
         {

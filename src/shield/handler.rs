@@ -41,15 +41,16 @@ pub async fn handle(shield: Arc<Shield>, req: Request<Incoming>, conn: ConnInfo)
         );
     };
     let client = client_addr(&shield, &req, conn);
-    let resource_label = resource_label(&shield, req.uri().path(), req.method());
+    // The resource label is only worked out for refusals: the hot path knows its resource.
+    let label = || resource_label(&shield, req.uri().path(), req.method());
     if !shield.allowed(client) {
-        return rejected(&shield, &resource_label, StatusCode::FORBIDDEN, "client address not allowed", None);
+        return rejected(&shield, &label(), StatusCode::FORBIDDEN, "client address not allowed", None);
     }
     if let Err(retry) = shield.rate.check(client, Instant::now()) {
-        let secs = retry.as_secs().max(1).to_string();
+        let secs = crate::admit::rate::retry_after_secs(retry).to_string();
         return rejected(
             &shield,
-            &resource_label,
+            &label(),
             StatusCode::TOO_MANY_REQUESTS,
             "rate limit exceeded",
             Some(&secs),
@@ -58,7 +59,7 @@ pub async fn handle(shield: Arc<Shield>, req: Request<Incoming>, conn: ConnInfo)
     if looped(&shield, &req) {
         return rejected(
             &shield,
-            &resource_label,
+            &label(),
             StatusCode::LOOP_DETECTED,
             "request already passed through this shield",
             None,
@@ -71,7 +72,7 @@ pub async fn handle(shield: Arc<Shield>, req: Request<Incoming>, conn: ConnInfo)
     let Some(dir) = shield.directory() else {
         return rejected(
             &shield,
-            &resource_label,
+            &label(),
             StatusCode::SERVICE_UNAVAILABLE,
             "not ready: the origin's IRD is not loaded yet",
             Some("1"),
@@ -79,7 +80,8 @@ pub async fn handle(shield: Arc<Shield>, req: Request<Incoming>, conn: ConnInfo)
     };
     let method = if req.method() == Method::HEAD { Method::GET } else { req.method().clone() };
     let Some(res) = dir.resource(req.uri().path(), &method).cloned() else {
-        return not_found_or_not_allowed(&shield, &dir, &req, &resource_label);
+        let label = label();
+        return not_found_or_not_allowed(&shield, &dir, &req, &label);
     };
     let accept = req.headers().get(header::ACCEPT).and_then(|v| v.to_str().ok());
     if !media::accepts(accept, &res.media_type) {
@@ -158,7 +160,7 @@ fn rejected(
     if let Some(secs) = retry_after.and_then(|s| HeaderValue::from_str(s).ok()) {
         resp.headers_mut().insert(header::RETRY_AFTER, secs);
     }
-    respond::finish(resp, "", &shield.via)
+    respond::finish(resp, "", &shield.via_header)
 }
 
 fn not_found_or_not_allowed(
@@ -219,7 +221,7 @@ fn directory(shield: &Shield, req: &Request<Incoming>, wants: &Wants) -> Respons
         );
     };
     shield.metrics.request("directory", Outcome::hit);
-    respond::entry(&ird, wants, &status::hit(ird.ttl_left(Instant::now()).max(0)), &shield.via)
+    respond::entry(&ird, wants, &status::hit(ird.ttl_left(Instant::now()).max(0)), &shield.via_header)
 }
 
 /// A GET resource: from the generation (the network map and its dependents) or the TTL store.
@@ -234,7 +236,7 @@ async fn get(shield: &Arc<Shield>, dir: &Arc<Directory>, res: &Resource, wants: 
     if let Some(entry) = &cached {
         if entry.is_fresh(now) {
             shield.metrics.request(&res.id, Outcome::hit);
-            return respond::entry(entry, wants, &status::hit(entry.ttl_left(now)), &shield.via);
+            return respond::entry(entry, wants, &status::hit(entry.ttl_left(now)), &shield.via_header);
         }
         if entry.staleness(now) <= shield.config.cache.stale_while_revalidate {
             // Serve stale now; one background refresh (coalesced with any under way).
@@ -250,7 +252,7 @@ async fn get(shield: &Arc<Shield>, dir: &Arc<Directory>, res: &Resource, wants: 
                 }
             });
             shield.metrics.request(&res.id, Outcome::stale);
-            return respond::entry(entry, wants, &status::stale(entry.ttl_left(now)), &shield.via);
+            return respond::entry(entry, wants, &status::stale(entry.ttl_left(now)), &shield.via_header);
         }
     }
     let result = if versioned {
@@ -285,7 +287,7 @@ async fn post(
         Ok(b) => b,
         Err(e) => {
             shield.metrics.request(&res.id, Outcome::rejected);
-            return respond::finish(h::body_error_response(&e), "", &shield.via);
+            return respond::finish(h::body_error_response(&e), "", &shield.via_header);
         }
     };
     let Some(kind) = res.post_kind else {
@@ -293,25 +295,23 @@ async fn post(
         let result = fetch::post(shield, dir, res, body).await;
         return finish_fetch(shield, res, result, None, wants);
     };
-    let request = match validate::validate(kind, &res.caps, &body) {
-        Ok(r) => r,
+    let prepared = match prepare(shield, res, kind, body, client) {
+        Ok(p) => p,
         Err(e) => {
             shield.metrics.request(&res.id, Outcome::rejected);
-            return respond::finish(h::alto_error(StatusCode::BAD_REQUEST, &e), "", &shield.via);
+            return respond::finish(h::alto_error(StatusCode::BAD_REQUEST, &e), "", &shield.via_header);
         }
     };
-    let request = with_implicit_endpoints(request, client);
-    let canonical = Bytes::from(canon::canonical_bytes(&request));
+    let (canonical, spellings) = (prepared.canonical.clone(), &prepared.spellings);
     let now = Instant::now();
     let cached = shield.generation().and_then(|g| {
         shield.store.get(&Key::Post(Arc::from(res.id.as_str()), g.tag.clone(), canonical.clone()))
     });
-    let spellings = spellings(&request);
     if let Some(entry) = &cached {
         if entry.is_fresh(now) {
             shield.metrics.request(&res.id, Outcome::hit);
-            let entry = rekey(entry, &spellings);
-            return respond::entry(&entry, wants, &status::hit(entry.ttl_left(now)), &shield.via);
+            let entry = rekey(entry, spellings);
+            return respond::entry(&entry, wants, &status::hit(entry.ttl_left(now)), &shield.via_header);
         }
         if entry.staleness(now) <= shield.config.cache.stale_while_revalidate {
             let (s, d, r, c) = (shield.clone(), dir.clone(), res.clone(), canonical.clone());
@@ -321,18 +321,63 @@ async fn post(
                 }
             });
             shield.metrics.request(&res.id, Outcome::stale);
-            let entry = rekey(entry, &spellings);
-            return respond::entry(&entry, wants, &status::stale(entry.ttl_left(now)), &shield.via);
+            let entry = rekey(entry, spellings);
+            return respond::entry(&entry, wants, &status::stale(entry.ttl_left(now)), &shield.via_header);
         }
     }
     let result = fetch::post(shield, dir, res, canonical).await.map(|(mut reply, role)| {
         if let Some(e) = &reply.entry {
-            reply.entry = Some(rekey(e, &spellings));
+            reply.entry = Some(rekey(e, spellings));
         }
         (reply, role)
     });
-    let cached = cached.map(|e| rekey(&e, &spellings));
+    let cached = cached.map(|e| rekey(&e, spellings));
     finish_fetch(shield, res, result, cached.as_deref(), wants)
+}
+
+/// A validated request ready to be looked up: its canonical form and the client's spellings.
+#[derive(Debug)]
+pub(super) struct Prepared {
+    canonical: Bytes,
+    spellings: Vec<(String, String)>,
+}
+
+impl Prepared {
+    pub(super) fn weight(&self) -> usize {
+        self.canonical.len() + self.spellings.iter().map(|(a, b)| a.len() + b.len()).sum::<usize>()
+    }
+}
+
+/// Validates and canonicalises a POST body. Requests that name all their endpoints are
+/// remembered by their exact bytes, so the clients that repeat a request every epoch skip the
+/// JSON work entirely; requests with implicit endpoints depend on the client and are not.
+fn prepare(
+    shield: &Shield,
+    res: &Resource,
+    kind: validate::PostKind,
+    body: Bytes,
+    client: IpAddr,
+) -> Result<Arc<Prepared>, crate::alto::AltoError> {
+    let memo_key = (Arc::<str>::from(res.id.as_str()), body);
+    if let Some(p) = shield.prepared.get(&memo_key) {
+        return Ok(p);
+    }
+    let request = validate::validate(kind, &res.caps, &memo_key.1)?;
+    let implicit = match &request {
+        AltoRequest::EndpointCost(r) => {
+            [&r.endpoints.srcs, &r.endpoints.dsts].iter().any(|l| l.as_ref().is_none_or(Vec::is_empty))
+        }
+        _ => false,
+    };
+    let request = with_implicit_endpoints(request, client);
+    let prepared = Arc::new(Prepared {
+        canonical: Bytes::from(canon::canonical_bytes(&request)),
+        spellings: spellings(&request),
+    });
+    if !implicit {
+        shield.prepared.insert(memo_key, prepared.clone());
+    }
+    Ok(prepared)
 }
 
 /// Turns a fetch result into the response, serving a stale copy when the origin fails and
@@ -348,7 +393,7 @@ fn finish_fetch(
     let serve_stale = |stale: Option<&crate::cache::Entry>| {
         stale.filter(|e| e.staleness(now) <= shield.config.cache.stale_if_error).map(|e| {
             shield.metrics.request(&res.id, Outcome::stale);
-            respond::entry(e, wants, &status::stale(e.ttl_left(now)), &shield.via)
+            respond::entry(e, wants, &status::stale(e.ttl_left(now)), &shield.via_header)
         })
     };
     match result {
@@ -368,7 +413,7 @@ fn finish_fetch(
                 Role::Miss => status::miss(reply.status.as_u16(), reply.stored),
                 Role::Coalesced => status::coalesced(),
             };
-            respond::reply(&reply, wants, &cache_status, &shield.via)
+            respond::reply(&reply, wants, &cache_status, &shield.via_header)
         }
         Err(e) => {
             if let Some(resp) = serve_stale(stale) {
@@ -376,7 +421,7 @@ fn finish_fetch(
             }
             tracing::debug!(resource = %res.id, error = %e, "answering with an error");
             shield.metrics.request(&res.id, Outcome::error);
-            respond::error(&e, &shield.via)
+            respond::error(&e, &shield.via_header)
         }
     }
 }

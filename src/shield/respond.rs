@@ -45,7 +45,7 @@ impl Wants {
 }
 
 /// A stored or fetched 200 answer.
-pub fn entry(entry: &Entry, wants: &Wants, cache_status: &str, via: &str) -> Response<Body> {
+pub fn entry(entry: &Entry, wants: &Wants, cache_status: &str, via: &HeaderValue) -> Response<Body> {
     let now = Instant::now();
     let mut resp = if wants.not_modified(&entry.etag) {
         let mut r = Response::new(Body::default());
@@ -78,7 +78,7 @@ pub fn entry(entry: &Entry, wants: &Wants, cache_status: &str, via: &str) -> Res
 
 /// A fetched answer: a 200 goes through [`entry`]; other statuses pass through as the origin
 /// sent them (with the headers the shield keeps).
-pub fn reply(reply: &Reply, wants: &Wants, cache_status: &str, via: &str) -> Response<Body> {
+pub fn reply(reply: &Reply, wants: &Wants, cache_status: &str, via: &HeaderValue) -> Response<Body> {
     if let (StatusCode::OK, Some(e)) = (reply.status, &reply.entry) {
         return entry(e, wants, cache_status, via);
     }
@@ -92,7 +92,7 @@ pub fn reply(reply: &Reply, wants: &Wants, cache_status: &str, via: &str) -> Res
 }
 
 /// A failure of the shield or the origin, as an ALTO error.
-pub fn error(e: &ShieldError, via: &str) -> Response<Body> {
+pub fn error(e: &ShieldError, via: &HeaderValue) -> Response<Body> {
     let mut resp = h::refuse(e.status(), e.to_string());
     if e.status() == StatusCode::SERVICE_UNAVAILABLE {
         resp.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
@@ -102,11 +102,9 @@ pub fn error(e: &ShieldError, via: &str) -> Response<Body> {
 }
 
 /// Adds `Via` and `Cache-Status`.
-pub fn finish(mut resp: Response<Body>, cache_status: &str, via: &str) -> Response<Body> {
+pub fn finish(mut resp: Response<Body>, cache_status: &str, via: &HeaderValue) -> Response<Body> {
     let headers = resp.headers_mut();
-    if let Ok(v) = HeaderValue::from_str(&format!("1.1 {via}")) {
-        headers.append(header::VIA, v);
-    }
+    headers.append(header::VIA, via.clone());
     if !cache_status.is_empty() {
         if let Ok(v) = HeaderValue::from_str(cache_status) {
             headers.insert(http::HeaderName::from_static("cache-status"), v);
