@@ -34,6 +34,9 @@ pub struct Entry {
     pub media_type: HeaderValue,
     pub body: Bytes,
     pub etag: HeaderValue,
+    /// The gzip representation's own strong validator (RFC 9110 §8.8.3: a different content
+    /// coding is a different representation).
+    pub etag_gzip: HeaderValue,
     /// Passed on from the origin (RFC 9439 §6.2 asks servers to send it).
     pub last_modified: Option<HeaderValue>,
     pub stored_at: Instant,
@@ -57,11 +60,14 @@ impl Entry {
     ) -> Entry {
         let tag = crate::alto::compute::content_tag(&body);
         let etag = HeaderValue::from_str(&format!("\"{tag}\"")).unwrap_or(HeaderValue::from_static("\"0\""));
+        let etag_gzip = HeaderValue::from_str(&format!("\"{tag}-gzip\""))
+            .unwrap_or(HeaderValue::from_static("\"0-gzip\""));
         Entry {
             resource,
             media_type,
             body,
             etag,
+            etag_gzip,
             last_modified: None,
             stored_at: Instant::now(),
             ttl,

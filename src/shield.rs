@@ -162,11 +162,11 @@ impl Shield {
         let mut n = self.store.purge(resource);
         let mut slot = self.generation.write().unwrap_or_else(|e| e.into_inner());
         if let Some(g) = slot.as_ref() {
+            // The generation's tag and index stay (they are what later answers are checked
+            // against); its maps go, so the next request for one goes to the origin.
             let mut next = (**g).clone();
             let before = next.maps.len();
-            // The network map itself stays: it is the generation.
-            let nm = self.directory().map(|d| d.default_network_map.clone()).unwrap_or_default();
-            next.maps.retain(|id, _| **id == *nm || resource.is_some_and(|r| r != &**id));
+            next.maps.retain(|id, _| resource.is_some_and(|r| r != &**id));
             n += (before - next.maps.len()) as u64;
             *slot = Some(Arc::new(next));
         }

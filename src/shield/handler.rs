@@ -447,16 +447,18 @@ fn spellings(request: &AltoRequest) -> Vec<(String, String)> {
         AltoRequest::EndpointCost(r) => r.endpoints.srcs.iter().chain(r.endpoints.dsts.iter()).collect(),
         _ => return Vec::new(),
     };
-    let mut out: Vec<(String, String)> = Vec::new();
+    // The first spelling of each address wins, as a server answering the request would key it.
+    let mut first: Vec<(String, String)> = Vec::new();
     for s in lists.into_iter().flatten() {
         if let Ok(a) = TypedAddr::parse(s) {
             let canonical = a.to_string();
-            if canonical != *s && !out.iter().any(|(c, _)| *c == canonical) {
-                out.push((canonical, s.clone()));
+            if !first.iter().any(|(c, _)| *c == canonical) {
+                first.push((canonical, s.clone()));
             }
         }
     }
-    out
+    first.retain(|(canonical, spelled)| canonical != spelled);
+    first
 }
 
 /// An answer keyed back to the client's own spellings of its addresses. Most clients spell

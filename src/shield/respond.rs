@@ -47,27 +47,26 @@ impl Wants {
 /// A stored or fetched 200 answer.
 pub fn entry(entry: &Entry, wants: &Wants, cache_status: &str, via: &HeaderValue) -> Response<Body> {
     let now = Instant::now();
-    let mut resp = if wants.not_modified(&entry.etag) {
+    let gzip = if wants.gzip { entry.gzip() } else { None };
+    let etag = if gzip.is_some() { &entry.etag_gzip } else { &entry.etag };
+    let mut resp = if wants.not_modified(etag) {
         let mut r = Response::new(Body::default());
         *r.status_mut() = StatusCode::NOT_MODIFIED;
         r
     } else {
-        let (body, gzipped) = match (wants.gzip, entry.gzip()) {
-            (true, Some(z)) => (z.clone(), true),
-            _ => (entry.body.clone(), false),
-        };
+        let body = gzip.unwrap_or(&entry.body).clone();
         let mut r = Response::new(if wants.head { Body::default() } else { Body::new(body.clone()) });
         if wants.head {
             r.headers_mut().insert(header::CONTENT_LENGTH, HeaderValue::from(body.len()));
         }
         r.headers_mut().insert(header::CONTENT_TYPE, entry.media_type.clone());
-        if gzipped {
+        if gzip.is_some() {
             r.headers_mut().insert(header::CONTENT_ENCODING, HeaderValue::from_static("gzip"));
         }
         r
     };
     let headers = resp.headers_mut();
-    headers.insert(header::ETAG, entry.etag.clone());
+    headers.insert(header::ETAG, etag.clone());
     headers.insert(header::AGE, HeaderValue::from(entry.age(now).as_secs()));
     headers.insert(header::VARY, HeaderValue::from_static("Accept-Encoding"));
     if let Some(lm) = &entry.last_modified {

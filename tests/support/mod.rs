@@ -1041,3 +1041,664 @@ where
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
+
+// ---------------------------------------------------------------------------------------------
+// Shield helpers: temporary directories, configuration files, the `serve` process, a
+// certificate authority, TLS connections by hand, a switchable TCP relay
+// ---------------------------------------------------------------------------------------------
+
+/// How long a shield may take to answer `/readyz` 200 after its start-up lines.
+pub const READY_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// A fresh directory under the system temporary directory, removed when dropped.
+#[derive(Debug)]
+pub struct TempDir {
+    pub path: PathBuf,
+}
+
+impl TempDir {
+    pub fn new(stem: &str) -> TempDir {
+        let path = std::env::temp_dir().join(unique_name(stem));
+        std::fs::create_dir_all(&path).expect("create temp dir");
+        TempDir { path }
+    }
+
+    pub fn join(&self, name: &str) -> PathBuf {
+        self.path.join(name)
+    }
+
+    /// Writes `contents` to `name` in this directory; returns the path.
+    pub fn write(&self, name: &str, contents: impl AsRef<[u8]>) -> PathBuf {
+        let p = self.path.join(name);
+        std::fs::write(&p, contents).unwrap_or_else(|e| panic!("write {}: {e}", p.display()));
+        p
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.path);
+    }
+}
+
+/// A TOML basic string literal (quoted and escaped).
+pub fn toml_str(s: &str) -> String {
+    let mut out = String::from("\"");
+    for c in s.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '"' => out.push_str("\\\""),
+            c if (c as u32) < 0x20 || c == '\u{7f}' => out.push_str(&format!("\\u{:04X}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+/// A shield configuration file, built key by key (`section.key` paths, as DESIGN §3 names
+/// them) and rendered as TOML.
+#[derive(Debug, Clone)]
+pub struct ShieldConfig {
+    sections: Vec<(String, Vec<(String, String)>)>,
+}
+
+impl ShieldConfig {
+    /// Data plane and admin on ephemeral loopback ports, in front of the IRD at `origin_ird`.
+    /// TLS is on by default: add [`ShieldConfig::tls`] or [`ShieldConfig::plain`].
+    pub fn new(origin_ird: &str) -> ShieldConfig {
+        ShieldConfig { sections: Vec::new() }
+            .str("listen.addr", "127.0.0.1:0")
+            .str("admin.addr", "127.0.0.1:0")
+            .str("origin.ird", origin_ird)
+    }
+
+    /// Serves TLS with this certificate.
+    pub fn tls(self, cert: &TestCert) -> ShieldConfig {
+        self.path("listen.cert", &cert.cert_path).path("listen.key", &cert.key_path)
+    }
+
+    /// Serves plain HTTP (`listen.tls = false`).
+    pub fn plain(self) -> ShieldConfig {
+        self.raw("listen.tls", "false")
+    }
+
+    /// Sets `key` to a TOML string.
+    pub fn str(self, key: &str, value: &str) -> ShieldConfig {
+        self.raw(key, &toml_str(value))
+    }
+
+    /// Sets `key` to a path (a TOML string).
+    pub fn path(self, key: &str, value: &Path) -> ShieldConfig {
+        self.str(key, value.to_str().expect("utf-8 path"))
+    }
+
+    /// Sets `key` to an array of strings.
+    pub fn list(self, key: &str, values: &[&str]) -> ShieldConfig {
+        let items: Vec<String> = values.iter().map(|v| toml_str(v)).collect();
+        self.raw(key, &format!("[{}]", items.join(", ")))
+    }
+
+    /// Sets `key` to a TOML value written as is (`"1"`, `"true"`, `"[\"a\"]"`).
+    pub fn raw(mut self, key: &str, toml: &str) -> ShieldConfig {
+        let (section, name) = key.split_once('.').unwrap_or_else(|| panic!("key `{key}` has no section"));
+        let idx = match self.sections.iter().position(|(s, _)| s == section) {
+            Some(i) => i,
+            None => {
+                self.sections.push((section.to_string(), Vec::new()));
+                self.sections.len() - 1
+            }
+        };
+        let entries = &mut self.sections[idx].1;
+        match entries.iter_mut().find(|(k, _)| k == name) {
+            Some(e) => e.1 = toml.to_string(),
+            None => entries.push((name.to_string(), toml.to_string())),
+        }
+        self
+    }
+
+    /// Removes `key`.
+    pub fn remove(mut self, key: &str) -> ShieldConfig {
+        if let Some((section, name)) = key.split_once('.') {
+            for (s, entries) in &mut self.sections {
+                if s == section {
+                    entries.retain(|(k, _)| k != name);
+                }
+            }
+        }
+        self
+    }
+
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        for (section, entries) in &self.sections {
+            out.push_str(&format!("[{section}]\n"));
+            for (k, v) in entries {
+                out.push_str(&format!("{k} = {v}\n"));
+            }
+            out.push('\n');
+        }
+        out
+    }
+}
+
+/// A running `altoshield serve`, killed when dropped.
+#[derive(Debug)]
+pub struct Shield {
+    /// `https://127.0.0.1:PORT` (or `http://`), from the start-up line, without a trailing slash.
+    pub url: String,
+    pub addr: SocketAddr,
+    /// `http://127.0.0.1:PORT` of the admin listener.
+    pub admin_url: String,
+    pub admin_addr: SocketAddr,
+    pub config_path: PathBuf,
+    pub config_text: String,
+    pub process: ServerProcess,
+    _dir: TempDir,
+}
+
+impl Shield {
+    pub const LISTEN_PREFIX: &'static str = "listening on ";
+    pub const ADMIN_PREFIX: &'static str = "admin on ";
+
+    /// Writes `config` into a fresh directory and starts `altoshield serve --config` on it,
+    /// waiting for both start-up lines (not for readiness: see [`Shield::wait_ready`]).
+    pub fn start(config: &ShieldConfig) -> Shield {
+        Self::try_start(config)
+            .unwrap_or_else(|e| panic!("shield did not start: {e}\nconfig:\n{}", config.render()))
+    }
+
+    pub fn try_start(config: &ShieldConfig) -> Result<Shield, String> {
+        let dir = TempDir::new("altoshield-test-shield");
+        let text = config.render();
+        let path = dir.write("altoshield.toml", &text);
+        let process = ServerProcess::spawn(
+            BIN,
+            &["serve", "--config", path.to_str().expect("utf-8 path")],
+            &[Self::LISTEN_PREFIX, Self::ADMIN_PREFIX],
+            STARTUP_TIMEOUT,
+        )?;
+        let (url, addr) = parse_startup_url(&process.ready_lines[0], Self::LISTEN_PREFIX);
+        let (admin_url, admin_addr) = parse_startup_url(&process.ready_lines[1], Self::ADMIN_PREFIX);
+        Ok(Shield {
+            url,
+            addr,
+            admin_url,
+            admin_addr,
+            config_path: path,
+            config_text: text,
+            process,
+            _dir: dir,
+        })
+    }
+
+    /// Starts the shield and waits until `/readyz` answers 200.
+    pub async fn start_ready(config: &ShieldConfig) -> Shield {
+        let shield = Self::start(config);
+        shield.wait_ready().await;
+        shield
+    }
+
+    /// `url` + `path` on the data plane.
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.url)
+    }
+
+    pub fn directory_url(&self) -> String {
+        self.url("/directory")
+    }
+
+    /// `admin_url` + `path`.
+    pub fn admin(&self, path: &str) -> String {
+        format!("{}{path}", self.admin_url)
+    }
+
+    fn admin_client() -> TestClient {
+        TestClient::http1().with_timeout(Duration::from_secs(10))
+    }
+
+    /// The status of `GET /readyz`, or `None` when no answer came.
+    pub async fn readyz(&self) -> Option<u16> {
+        let c = Self::admin_client().with_timeout(Duration::from_secs(2));
+        c.try_request(Method::GET, &self.admin("/readyz"), &[], Bytes::new())
+            .await
+            .ok()
+            .map(|r| r.status.as_u16())
+    }
+
+    /// Polls `/readyz` (bounded by [`READY_TIMEOUT`]) until it answers 200.
+    pub async fn wait_ready(&self) {
+        self.wait_ready_within(READY_TIMEOUT).await
+    }
+
+    pub async fn wait_ready_within(&self, limit: Duration) {
+        let ready = eventually(limit, || async { (self.readyz().await == Some(200)).then_some(()) }).await;
+        if ready.is_none() {
+            panic!(
+                "shield not ready (/readyz 200) within {limit:?}; last /readyz {:?}; config:\n{}\nstderr:\n{}",
+                self.readyz().await,
+                self.config_text,
+                self.process.stderr_text()
+            );
+        }
+    }
+
+    /// The text of the shield's `/metrics`.
+    pub async fn metrics(&self) -> String {
+        Self::admin_client().metrics_text(&self.admin("/metrics")).await
+    }
+
+    /// `POST /cache/purge`, of one resource or of everything.
+    pub async fn purge(&self, resource: Option<&str>) -> Response {
+        let path = match resource {
+            Some(id) => format!("/cache/purge?resource={id}"),
+            None => "/cache/purge".to_string(),
+        };
+        Self::admin_client().request(Method::POST, &self.admin(&path), &[], Bytes::new()).await
+    }
+}
+
+impl Origin {
+    /// Starts `altoshield origin --listen <listen> <args>` (a chosen address instead of an
+    /// ephemeral one).
+    pub fn start_on(listen: SocketAddr, args: &[&str]) -> Origin {
+        let l = listen.to_string();
+        let mut full = vec!["origin", "--listen", l.as_str()];
+        full.extend_from_slice(args);
+        let process = ServerProcess::spawn(BIN, &full, &[Self::STARTUP_PREFIX], STARTUP_TIMEOUT)
+            .unwrap_or_else(|e| panic!("origin on {listen} {args:?} did not start: {e}"));
+        let line = process.ready_lines[0].clone();
+        let (base_url, addr) = parse_startup_url(&line, Self::STARTUP_PREFIX);
+        Origin { base_url, addr, startup_line: line, process }
+    }
+
+    /// The origin's `altoshield_origin_served_total` for one resource.
+    pub async fn served(&self, resource: &str) -> f64 {
+        let text = TestClient::http1().metrics_text(&self.metrics_url()).await;
+        metric(&text, "altoshield_origin_served_total", &[("resource", resource)])
+    }
+
+    /// The origin's whole `/metrics` text.
+    pub async fn metrics(&self) -> String {
+        TestClient::http1().metrics_text(&self.metrics_url()).await
+    }
+}
+
+impl ServerProcess {
+    /// Waits (at most `limit`) for the process to exit by itself.
+    pub fn wait_exit(&mut self, limit: Duration) -> Option<std::process::ExitStatus> {
+        let deadline = Instant::now() + limit;
+        loop {
+            match self.child.try_wait() {
+                Ok(Some(status)) => return Some(status),
+                Ok(None) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(20)),
+                _ => return None,
+            }
+        }
+    }
+}
+
+/// A loopback address no server listens on right now (bound then released).
+pub fn unused_addr() -> SocketAddr {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
+    l.local_addr().expect("local addr")
+}
+
+/// The `altoshield` entry of a `Cache-Status` header, split into its parameters
+/// (`["hit", "ttl=29"]`), or `None` when the header has no such entry.
+pub fn cache_status(r: &Response) -> Option<Vec<String>> {
+    let all = r.header_all("cache-status");
+    all.split(',')
+        .map(str::trim)
+        .find(|e| e.split(';').next().map(str::trim) == Some("altoshield"))
+        .map(|e| e.split(';').skip(1).map(|p| p.trim().to_string()).filter(|p| !p.is_empty()).collect())
+}
+
+/// Whether the shield's `Cache-Status` entry has parameter `p` (`hit`, `stored`,
+/// `detail=stale`, `fwd=miss`…).
+pub fn cache_status_has(r: &Response, p: &str) -> bool {
+    cache_status(r).is_some_and(|ps| ps.iter().any(|x| x == p))
+}
+
+/// The `ttl=N` of the shield's `Cache-Status` entry.
+pub fn cache_status_ttl(r: &Response) -> Option<i64> {
+    cache_status(r)?.iter().find_map(|p| p.strip_prefix("ttl=").and_then(|v| v.parse().ok()))
+}
+
+/// Decompresses a gzip body.
+pub fn gunzip(bytes: &[u8]) -> std::io::Result<Vec<u8>> {
+    let mut out = Vec::new();
+    flate2::read::GzDecoder::new(bytes).read_to_end(&mut out)?;
+    Ok(out)
+}
+
+/// A cost type as a request writes it.
+pub fn cost_type(metric: &str, mode: &str) -> Value {
+    serde_json::json!({"cost-metric": metric, "cost-mode": mode})
+}
+
+/// The cost type named by a resource's first `cost-type-names` entry, as a request writes it.
+pub fn first_cost_type_of(dir: &Directory, id: &str) -> Value {
+    let name =
+        dir.cost_type_names(id).into_iter().next().unwrap_or_else(|| panic!("`{id}` offers no cost type"));
+    let t = &dir.json["meta"]["cost-types"][&name];
+    cost_type(t["cost-metric"].as_str().unwrap_or(""), t["cost-mode"].as_str().unwrap_or(""))
+}
+
+/// A valid request body for a POST resource, built from its IRD entry; `None` for GET.
+pub fn sample_request(dir: &Directory, id: &str) -> Option<Value> {
+    use serde_json::json;
+    let accepts = dir.accepts(id)?;
+    Some(match accepts.as_str() {
+        NETWORK_MAP_FILTER => json!({"pids": []}),
+        COST_MAP_FILTER => json!({"cost-type": first_cost_type_of(dir, id)}),
+        ENDPOINT_PROP_PARAMS => {
+            let prop = dir.entry(id)["capabilities"]["prop-types"][0].clone();
+            json!({"properties": [prop], "endpoints": ["ipv4:10.0.0.1", "ipv6:2001:db8::1"]})
+        }
+        ENDPOINT_COST_PARAMS => json!({"cost-type": first_cost_type_of(dir, id),
+            "endpoints": {"srcs": ["ipv4:10.0.0.1"], "dsts": ["ipv4:10.0.0.2", "ipv6:2001:db8::1"]}}),
+        other => panic!("resource `{id}` accepts {other}, which these tests do not model"),
+    })
+}
+
+/// POSTs `body` to resource `id` of `dir` with the right `Content-Type` and `Accept`.
+pub async fn post_to(client: &TestClient, dir: &Directory, id: &str, body: &Value) -> Response {
+    let ct = dir.accepts(id).unwrap_or_else(|| panic!("`{id}` is not a POST resource"));
+    client.post_json(&dir.uri(id), &ct, Some(&accept_for(&dir.media_type(id))), body).await
+}
+
+/// GETs resource `id` of `dir` with the right `Accept`.
+pub async fn get_from(client: &TestClient, dir: &Directory, id: &str) -> Response {
+    client.get(&dir.uri(id), Some(&accept_for(&dir.media_type(id)))).await
+}
+
+// --- TLS by hand -------------------------------------------------------------------------------
+
+/// A client certificate and its key, for mutual TLS.
+#[derive(Debug, Clone)]
+pub struct ClientIdentity {
+    pub chain: Vec<rustls_pki_types::CertificateDer<'static>>,
+    pub key_der: Vec<u8>,
+}
+
+impl ClientIdentity {
+    fn key(&self) -> rustls_pki_types::PrivateKeyDer<'static> {
+        rustls_pki_types::PrivateKeyDer::Pkcs8(rustls_pki_types::PrivatePkcs8KeyDer::from(
+            self.key_der.clone(),
+        ))
+    }
+
+    /// A self-signed client certificate that no test CA signed.
+    pub fn self_signed(name: &str) -> ClientIdentity {
+        let key = rcgen::KeyPair::generate().expect("key pair");
+        let mut params = rcgen::CertificateParams::new(vec![name.to_string()]).expect("params");
+        params.distinguished_name.push(rcgen::DnType::CommonName, name);
+        params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ClientAuth];
+        let cert = params.self_signed(&key).expect("self-sign");
+        ClientIdentity { chain: vec![cert.der().clone()], key_der: key.serialize_der() }
+    }
+}
+
+/// A throw-away certificate authority: its certificate is written as PEM into a fresh
+/// directory (for `listen.client_ca`), and it issues client and server certificates.
+pub struct TestCa {
+    cert: rcgen::Certificate,
+    key: rcgen::KeyPair,
+    pub cert_der: rustls_pki_types::CertificateDer<'static>,
+    pub cert_path: PathBuf,
+    dir: TempDir,
+}
+
+impl std::fmt::Debug for TestCa {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TestCa").field("cert_path", &self.cert_path).finish_non_exhaustive()
+    }
+}
+
+impl TestCa {
+    pub fn new(name: &str) -> TestCa {
+        let key = rcgen::KeyPair::generate().expect("key pair");
+        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).expect("params");
+        params.distinguished_name.push(rcgen::DnType::CommonName, name);
+        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        params.key_usages = vec![
+            rcgen::KeyUsagePurpose::KeyCertSign,
+            rcgen::KeyUsagePurpose::CrlSign,
+            rcgen::KeyUsagePurpose::DigitalSignature,
+        ];
+        let cert = params.self_signed(&key).expect("self-sign CA");
+        let dir = TempDir::new("altoshield-test-ca");
+        let cert_path = dir.write("ca.pem", cert.pem());
+        TestCa { cert_der: cert.der().clone(), cert, key, cert_path, dir }
+    }
+
+    /// A client certificate (CN `name`, extended key usage clientAuth) signed by this CA.
+    pub fn issue_client(&self, name: &str) -> ClientIdentity {
+        let key = rcgen::KeyPair::generate().expect("key pair");
+        let mut params = rcgen::CertificateParams::new(vec![name.to_string()]).expect("params");
+        params.distinguished_name.push(rcgen::DnType::CommonName, name);
+        params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ClientAuth];
+        params.key_usages = vec![rcgen::KeyUsagePurpose::DigitalSignature];
+        let cert = params.signed_by(&key, &self.cert, &self.key).expect("sign client cert");
+        ClientIdentity { chain: vec![cert.der().clone()], key_der: key.serialize_der() }
+    }
+}
+
+/// A rustls client configuration trusting `roots`, presenting `identity` if given, offering
+/// the ALPN protocols `alpn`.
+pub fn tls_client_config(
+    roots: &[rustls_pki_types::CertificateDer<'static>],
+    identity: Option<&ClientIdentity>,
+    alpn: &[&[u8]],
+) -> rustls::ClientConfig {
+    let mut store = rustls::RootCertStore::empty();
+    for r in roots {
+        store.add(r.clone()).expect("add test root");
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let builder = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .expect("protocol versions")
+        .with_root_certificates(store);
+    let mut config = match identity {
+        Some(id) => builder.with_client_auth_cert(id.chain.clone(), id.key()).expect("client identity"),
+        None => builder.with_no_client_auth(),
+    };
+    config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+    config
+}
+
+impl TestClient {
+    /// A client over `tls` (whose ALPN list must be empty: the client sets it per `proto`),
+    /// connecting from `local` when given (any `127.x.y.z` works on Linux loopback).
+    pub fn from_tls_config(
+        proto: Proto,
+        tls: rustls::ClientConfig,
+        local: Option<std::net::IpAddr>,
+    ) -> TestClient {
+        let mut http = HttpConnector::new();
+        http.enforce_http(false);
+        http.set_local_address(local);
+        let builder = hyper_rustls::HttpsConnectorBuilder::new().with_tls_config(tls).https_or_http();
+        let connector = match proto {
+            Proto::Http1 => builder.enable_http1().wrap_connector(http),
+            Proto::Http2 => builder.enable_http2().wrap_connector(http),
+        };
+        let client = Client::builder(TokioExecutor::new()).http2_only(proto == Proto::Http2).build(connector);
+        TestClient { client, proto, timeout: REQUEST_TIMEOUT }
+    }
+
+    /// A client trusting `cert` and connecting from the local address `local`.
+    pub fn tls_from(proto: Proto, cert: &TestCert, local: std::net::IpAddr) -> TestClient {
+        Self::from_tls_config(
+            proto,
+            tls_client_config(std::slice::from_ref(&cert.cert_der), None, &[]),
+            Some(local),
+        )
+    }
+
+    /// A client trusting `cert` and presenting `identity`.
+    pub fn tls_with_identity(proto: Proto, cert: &TestCert, identity: &ClientIdentity) -> TestClient {
+        Self::from_tls_config(
+            proto,
+            tls_client_config(std::slice::from_ref(&cert.cert_der), Some(identity), &[]),
+            None,
+        )
+    }
+}
+
+/// Opens a TCP connection to `addr` (from `local` when given), writes `preamble` on it (a
+/// PROXY protocol header, say), then makes a TLS handshake with `config` for server name
+/// `127.0.0.1`. Bounded by [`REQUEST_TIMEOUT`].
+pub async fn tls_connect(
+    addr: SocketAddr,
+    local: Option<std::net::IpAddr>,
+    preamble: &[u8],
+    config: Arc<rustls::ClientConfig>,
+) -> Result<tokio_rustls::client::TlsStream<tokio::net::TcpStream>, String> {
+    let work = async {
+        let tcp = raw_tcp(addr, local).await?;
+        let mut tcp = tcp;
+        if !preamble.is_empty() {
+            tokio::io::AsyncWriteExt::write_all(&mut tcp, preamble)
+                .await
+                .map_err(|e| format!("write preamble: {e}"))?;
+        }
+        let name = rustls_pki_types::ServerName::IpAddress(addr.ip().into());
+        tokio_rustls::TlsConnector::from(config)
+            .connect(name, tcp)
+            .await
+            .map_err(|e| format!("TLS handshake: {e}"))
+    };
+    tokio::time::timeout(REQUEST_TIMEOUT, work).await.unwrap_or_else(|_| Err("timed out".into()))
+}
+
+/// A TCP connection to `addr`, from `local` when given.
+pub async fn raw_tcp(
+    addr: SocketAddr,
+    local: Option<std::net::IpAddr>,
+) -> Result<tokio::net::TcpStream, String> {
+    let socket =
+        if addr.is_ipv4() { tokio::net::TcpSocket::new_v4() } else { tokio::net::TcpSocket::new_v6() }
+            .map_err(|e| format!("socket: {e}"))?;
+    if let Some(ip) = local {
+        socket.bind(SocketAddr::new(ip, 0)).map_err(|e| format!("bind {ip}: {e}"))?;
+    }
+    tokio::time::timeout(REQUEST_TIMEOUT, socket.connect(addr))
+        .await
+        .map_err(|_| format!("connect {addr}: timed out"))?
+        .map_err(|e| format!("connect {addr}: {e}"))
+}
+
+/// The certificate a TLS server at `addr` presents to a new connection (the client trusts
+/// `roots`).
+pub async fn presented_certificate(
+    addr: SocketAddr,
+    roots: &[rustls_pki_types::CertificateDer<'static>],
+) -> Result<rustls_pki_types::CertificateDer<'static>, String> {
+    let config = Arc::new(tls_client_config(roots, None, &[b"http/1.1"]));
+    let tls = tls_connect(addr, None, b"", config).await?;
+    let (_, conn) = tls.get_ref();
+    conn.peer_certificates()
+        .and_then(|c| c.first())
+        .map(|c| c.clone().into_owned())
+        .ok_or_else(|| "no peer certificate".to_string())
+}
+
+/// Sends one HTTP/1.1 request over an established connection (plain or TLS) and receives
+/// the whole answer, bounded by [`REQUEST_TIMEOUT`].
+pub async fn http1_over<S>(
+    io: S,
+    method: Method,
+    uri: &str,
+    headers: &[(&str, &str)],
+    body: impl Into<Bytes>,
+) -> Result<Response, RequestError>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let mut req = http::Request::builder().method(method).uri(uri);
+    for (k, v) in headers {
+        req = req.header(
+            HeaderName::from_bytes(k.as_bytes()).expect("header name"),
+            HeaderValue::from_str(v).expect("header value"),
+        );
+    }
+    let req = req.body(Full::new(body.into())).expect("request");
+    let exchange = async {
+        let (mut send, conn) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(io))
+            .await
+            .map_err(|e| RequestError::Failed(error_chain(&e)))?;
+        tokio::spawn(async move {
+            let _ = conn.await;
+        });
+        let resp = send.send_request(req).await.map_err(|e| RequestError::Failed(error_chain(&e)))?;
+        let (parts, body) = resp.into_parts();
+        let body = body.collect().await.map_err(|e| RequestError::Failed(error_chain(&e)))?.to_bytes();
+        Ok(Response { status: parts.status, version: parts.version, headers: parts.headers, body })
+    };
+    tokio::time::timeout(REQUEST_TIMEOUT, exchange).await.unwrap_or(Err(RequestError::Timeout))
+}
+
+// --- A switchable TCP relay --------------------------------------------------------------------
+
+/// A TCP relay on an ephemeral loopback port that forwards each connection to the current
+/// target (or closes it when there is none). Switching the target also cuts every relayed
+/// connection, so a pooled client's next request reaches the new target. It lets a test put a
+/// hanging or lying origin behind an address a shield already knows. Stopped when dropped.
+#[derive(Debug)]
+pub struct Relay {
+    pub addr: SocketAddr,
+    target: Arc<Mutex<Option<SocketAddr>>>,
+    conns: Arc<Mutex<Vec<tokio::task::AbortHandle>>>,
+    accept: tokio::task::AbortHandle,
+}
+
+impl Relay {
+    /// Starts a relay with no target yet.
+    pub async fn start() -> Relay {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind relay");
+        let addr = listener.local_addr().expect("relay addr");
+        let target: Arc<Mutex<Option<SocketAddr>>> = Arc::new(Mutex::new(None));
+        let conns: Arc<Mutex<Vec<tokio::task::AbortHandle>>> = Arc::new(Mutex::new(Vec::new()));
+        let (t, c) = (Arc::clone(&target), Arc::clone(&conns));
+        let accept = tokio::spawn(async move {
+            loop {
+                let Ok((mut inbound, _)) = listener.accept().await else { continue };
+                let to = *t.lock().unwrap_or_else(|p| p.into_inner());
+                let task = tokio::spawn(async move {
+                    let Some(to) = to else { return };
+                    let Ok(mut outbound) = tokio::net::TcpStream::connect(to).await else { return };
+                    let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                });
+                let mut list = c.lock().unwrap_or_else(|p| p.into_inner());
+                list.retain(|h| !h.is_finished());
+                list.push(task.abort_handle());
+            }
+        });
+        Relay { addr, target, conns, accept: accept.abort_handle() }
+    }
+
+    /// `http://127.0.0.1:PORT` + `path`.
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    /// Sends new connections to `to` (none: close them) and cuts every relayed connection.
+    pub fn switch(&self, to: Option<SocketAddr>) {
+        *self.target.lock().unwrap_or_else(|p| p.into_inner()) = to;
+        for h in self.conns.lock().unwrap_or_else(|p| p.into_inner()).drain(..) {
+            h.abort();
+        }
+    }
+}
+
+impl Drop for Relay {
+    fn drop(&mut self) {
+        self.accept.abort();
+        for h in self.conns.lock().unwrap_or_else(|p| p.into_inner()).drain(..) {
+            h.abort();
+        }
+    }
+}
