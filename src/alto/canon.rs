@@ -55,11 +55,19 @@ pub fn canonicalize(req: &Request) -> Request {
     req
 }
 
-/// The canonical form as compact JSON with sorted keys: the bytes a key is made of, and the
-/// body forwarded upstream.
+/// The canonical form as compact JSON: the bytes a key is made of, and the body forwarded
+/// upstream. Members come out in a fixed order (the modelled fields first, then unknown members
+/// sorted by name), so equal canonical forms give equal bytes.
 pub fn canonical_bytes(req: &Request) -> Vec<u8> {
-    // A `Value` serialises infallibly; object keys come out sorted (BTreeMap-backed maps).
-    serde_json::to_vec(&canonicalize(req).to_value()).unwrap_or_default()
+    let req = canonicalize(req);
+    // These types hold strings, arrays and JSON values only: serialising cannot fail.
+    let bytes = match &req {
+        Request::FilteredNetworkMap(r) => serde_json::to_vec(r),
+        Request::FilteredCostMap(r) => serde_json::to_vec(r),
+        Request::EndpointProp(r) => serde_json::to_vec(r),
+        Request::EndpointCost(r) => serde_json::to_vec(r),
+    };
+    bytes.unwrap_or_default()
 }
 
 fn set(list: &mut Vec<String>) {
@@ -74,6 +82,9 @@ pub fn addresses(list: &mut Vec<String>) {
     let mut parsed: Vec<(Option<TypedAddr>, String)> = list
         .drain(..)
         .map(|s| match TypedAddr::parse(&s) {
+            // A parsed `ipv4:` address is already canonical (the parser refuses leading zeros);
+            // only other spellings need formatting.
+            Ok(a) if s.starts_with("ipv4:") => (Some(a), s),
             Ok(a) => (Some(a), a.to_string()),
             Err(_) => (None, s),
         })
@@ -162,7 +173,7 @@ mod tests {
         assert_eq!(a, b);
         assert_eq!(
             String::from_utf8(a).unwrap(),
-            r#"{"cost-type":{"cost-metric":"routingcost","cost-mode":"ordinal"},"endpoints":{"dsts":["ipv4:10.0.0.1","ipv4:10.0.0.2"],"srcs":["ipv6:2001:db8::1"]}}"#
+            r#"{"cost-type":{"cost-metric":"routingcost","cost-mode":"ordinal"},"endpoints":{"srcs":["ipv6:2001:db8::1"],"dsts":["ipv4:10.0.0.1","ipv4:10.0.0.2"]}}"#
         );
     }
 
