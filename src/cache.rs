@@ -11,6 +11,8 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use http::HeaderValue;
 
+use crate::alto::types::CostMapResponse;
+
 /// What an entry is stored under: a GET resource, or a POST resource, the network-map
 /// generation the answer belongs to, and a canonical request.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -45,6 +47,8 @@ pub struct Entry {
     /// The default network map's tag this answer belongs to (`None`: not tied to a version).
     pub generation: Option<Arc<str>>,
     gzip: OnceLock<Option<Bytes>>,
+    /// The body parsed as a cost map, for local computation (parsed at most once).
+    cost_map: OnceLock<Option<Arc<CostMapResponse>>>,
 }
 
 /// Bodies smaller than this are not worth compressing.
@@ -73,6 +77,7 @@ impl Entry {
             ttl,
             generation,
             gzip: OnceLock::new(),
+            cost_map: OnceLock::new(),
         }
     }
 
@@ -113,6 +118,11 @@ impl Entry {
                 enc.finish().ok().map(Bytes::from)
             })
             .as_ref()
+    }
+
+    /// The body as a cost map, parsed on first use and then kept; `None` if it is not one.
+    pub fn cost_map(&self) -> Option<Arc<CostMapResponse>> {
+        self.cost_map.get_or_init(|| serde_json::from_slice(&self.body).ok().map(Arc::new)).clone()
     }
 
     /// Bytes the entry costs in the store (the gzip copy is at most about the body's size).

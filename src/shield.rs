@@ -14,6 +14,7 @@
 
 mod fetch;
 mod handler;
+mod local;
 pub mod metrics;
 mod respond;
 

@@ -10,6 +10,7 @@ use http::{header, HeaderValue, Method, Request, Response, StatusCode};
 use hyper::body::Incoming;
 
 use super::fetch::{self, Reply, Role, ShieldError};
+use super::local;
 use super::metrics::Outcome;
 use super::respond::{self, status, Wants};
 use super::Shield;
@@ -307,12 +308,24 @@ async fn post(
     let cached = shield.generation().and_then(|g| {
         shield.store.get(&Key::Post(Arc::from(res.id.as_str()), g.tag.clone(), canonical.clone()))
     });
-    if let Some(entry) = &cached {
-        if entry.is_fresh(now) {
-            shield.metrics.request(&res.id, Outcome::hit);
-            let entry = rekey(entry, spellings);
-            return respond::entry(&entry, wants, &status::hit(entry.ttl_left(now)), &shield.via_header);
+    if let Some(entry) = cached.as_ref().filter(|e| e.is_fresh(now)) {
+        shield.metrics.request(&res.id, Outcome::hit);
+        let entry = rekey(entry, spellings);
+        return respond::entry(&entry, wants, &status::hit(entry.ttl_left(now)), &shield.via_header);
+    }
+    // Computed locally from the current maps when that is correct (filtered maps, `pid` lookups).
+    match local::answer(shield, dir, res, &prepared.request).await {
+        Ok(Some(answer)) => {
+            let key = Key::Post(Arc::from(res.id.as_str()), answer.generation.clone(), canonical.clone());
+            shield.store.insert(key, answer.entry.clone());
+            shield.metrics.request(&res.id, Outcome::local);
+            let entry = rekey(&answer.entry, spellings);
+            return respond::entry(&entry, wants, status::LOCAL, &shield.via_header);
         }
+        Ok(None) => {}
+        Err(e) => tracing::debug!(resource = %res.id, error = %e, "no local answer; forwarding"),
+    }
+    if let Some(entry) = &cached {
         if entry.staleness(now) <= shield.config.cache.stale_while_revalidate {
             let (s, d, r, c) = (shield.clone(), dir.clone(), res.clone(), canonical.clone());
             tokio::spawn(async move {
@@ -338,8 +351,10 @@ async fn post(
 /// A validated request ready to be looked up: its canonical form and the client's spellings.
 #[derive(Debug)]
 pub(super) struct Prepared {
-    canonical: Bytes,
-    spellings: Vec<(String, String)>,
+    /// The canonical request, implicit endpoints filled in.
+    pub(super) request: AltoRequest,
+    pub(super) canonical: Bytes,
+    pub(super) spellings: Vec<(String, String)>,
 }
 
 impl Prepared {
@@ -373,6 +388,7 @@ fn prepare(
     let prepared = Arc::new(Prepared {
         canonical: Bytes::from(canon::canonical_bytes(&request)),
         spellings: spellings(&request),
+        request: canon::canonicalize(&request),
     });
     if !implicit {
         shield.prepared.insert(memo_key, prepared.clone());

@@ -126,6 +126,9 @@ pub mod status {
         format!("altoshield; fwd=miss; fwd-status={fwd_status}{}", if stored { "; stored" } else { "" })
     }
 
+    /// Computed locally from cached maps.
+    pub const LOCAL: &str = "altoshield; hit; detail=local";
+
     pub fn coalesced() -> String {
         "altoshield; fwd=miss; collapsed".into()
     }
