@@ -115,7 +115,7 @@ pub(super) fn cost_map_resource<'a>(dir: &'a Directory, metric: &str, mode: &str
     dir.resources.values().find(|r| {
         r.accepts.is_none()
             && MediaRange::parse(&r.media_type).is_some_and(|m| m.essence() == media::COST_MAP)
-            && r.uses.iter().any(|u| *u == dir.default_network_map)
+            && r.uses.contains(&dir.default_network_map)
             && r.caps.cost_types.iter().any(|t| t.same_type(&wanted))
     })
 }
