@@ -7,6 +7,7 @@
 //! | `GET /readyz` | 200 once the IRD and the default network map are loaded, else 503 |
 //! | `GET /cache` | JSON: entries, bytes, per-resource versions and ages, `ecs.mode` |
 //! | `POST /cache/purge[?resource=ID]` | drops cached entries: 200 `{"purged": N}`, 404 for an unknown ID |
+//! | `POST /ecs/reset?resource=ID` | returns a resource that `ecs.mode = "auto"` stopped trusting to verification: 200 `{"reset": "ID"}`, 404 for an unknown ID |
 //!
 //! Bound to a non-loopback address, its POST routes require `admin.token` as a bearer token.
 
@@ -82,10 +83,27 @@ fn route(shield: &Shield, req: Request<Incoming>, loopback: bool) -> Response<Bo
                 }
             }
             let purged = shield.purge(resource.as_deref());
+            shield.ecs_purge(resource.as_deref());
             tracing::info!(resource = resource.as_deref().unwrap_or("*"), purged, "cache purged");
             json_response(StatusCode::OK, json!({ "purged": purged }))
         }
-        (_, "/metrics" | "/healthz" | "/readyz" | "/cache" | "/cache/purge") => {
+        (Method::POST, "/ecs/reset") => {
+            let Some(id) = query_param(req.uri().query(), "resource") else {
+                return json_response(
+                    StatusCode::BAD_REQUEST,
+                    json!({ "error": "POST /ecs/reset needs ?resource=ID" }),
+                );
+            };
+            if !shield.ecs_reset(&id) {
+                return json_response(
+                    StatusCode::NOT_FOUND,
+                    json!({ "error": format!("no resource `{id}`") }),
+                );
+            }
+            tracing::info!(resource = %id, "ecs auto state reset: verifying again");
+            json_response(StatusCode::OK, json!({ "reset": id }))
+        }
+        (_, "/metrics" | "/healthz" | "/readyz" | "/cache" | "/cache/purge" | "/ecs/reset") => {
             h::refuse(StatusCode::METHOD_NOT_ALLOWED, format!("{} is not allowed on {path}", req.method()))
         }
         _ => h::refuse(StatusCode::NOT_FOUND, format!("no admin route {path}")),
@@ -141,6 +159,7 @@ fn cache_view(shield: &Shield) -> serde_json::Value {
         "bytes": bytes + generation.as_ref().map_or(0, |g| g.maps.values().map(|e| e.body.len() as u64).sum()),
         "network_map_version": generation.as_ref().map(|g| g.tag.to_string()),
         "ecs_mode": format!("{:?}", shield.config.ecs.mode).to_lowercase(),
+        "ecs": shield.ecs_view(),
         "resources": resources,
     })
 }

@@ -59,9 +59,8 @@ pub const DEFAULT_CACHE_MAX_BYTES: u64 = 512 << 20;
 /// The smallest `cache.max_bytes` accepted: below it a single map would not fit.
 pub const MIN_CACHE_MAX_BYTES: u64 = 1 << 20;
 
-/// `ecs.mode`. DESIGN §5 makes `auto` the default once the load-reduction ladder exists; until
-/// then `forward` is the default and the only mode accepted.
-pub const DEFAULT_ECS_MODE: EcsMode = EcsMode::Forward;
+/// `ecs.mode`: `auto`, as DESIGN §5 says: verified against the origin, then local.
+pub const DEFAULT_ECS_MODE: EcsMode = EcsMode::Auto;
 /// `ecs.rank_locally`: whether the origin's ordinal costs are ranks of its numerical ones.
 pub const DEFAULT_RANK_LOCALLY: bool = false;
 /// `ecs.merge_waste`: how many pairs a merged origin request may compute per pair asked for.

@@ -12,6 +12,7 @@
 //! they were computed for. So a client that has been served generation N+1 is never served N
 //! again, and a cost map is only ever served beside the network map it was computed from.
 
+mod ecs;
 mod fetch;
 mod handler;
 mod local;
@@ -78,6 +79,8 @@ pub struct Shield {
     pub rate: crate::admit::rate::RateLimiter,
     in_flight: AtomicUsize,
     ready: AtomicBool,
+    /// Endpoint-cost answering state (`ecs.mode = "auto"` per resource).
+    ecs: ecs::EcsState,
 }
 
 impl Shield {
@@ -107,6 +110,7 @@ impl Shield {
             via,
             in_flight: AtomicUsize::new(0),
             ready: AtomicBool::new(false),
+            ecs: ecs::EcsState::default(),
         })
     }
 

@@ -124,3 +124,24 @@ async fn ordinal_constraints_and_other_properties_still_reach_the_origin() {
     assert_eq!(served(&after, &fcm) - served(&before, &fcm), 1.0);
     assert_eq!(served(&after, &eps) - served(&before, &eps), 1.0);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_address_in_srcs_and_dsts_keeps_each_spelling_in_every_mode() {
+    let origin = Origin::with_data(&[]);
+    let direct = TestClient::http1();
+    let origin_dir = Directory::fetch(&direct, &origin.directory_url()).await;
+    let body = json!({"cost-type": cost_type("routingcost", "numerical"),
+        "endpoints": {"srcs": ["ipv6:2001:db8:a::1", "ipv4:10.1.2.3"], "dsts": ["ipv6:2001:DB8:A::1", "IPv4:10.1.2.3", "ipv4:192.0.2.5"]}});
+    let ecs = origin_dir.find_one(ENDPOINT_COST, Some(ENDPOINT_COST_PARAMS));
+    let want = post_to(&direct, &origin_dir, &ecs, &body).await.json();
+    for mode in ["forward", "synthesize", "aggregate"] {
+        let shield = Shield::start_ready(&ShieldConfig::new(&origin.directory_url()).plain().str("ecs.mode", mode)).await;
+        let client = TestClient::http1();
+        let dir = Directory::fetch(&client, &shield.directory_url()).await;
+        for round in 0..2 {
+            let r = post_to(&client, &dir, &ecs, &body).await;
+            assert_eq!(r.status, 200, "{mode}: {}", r.describe());
+            assert_eq!(r.json(), want, "{mode}, round {round}: keys must follow each list's own spelling");
+        }
+    }
+}

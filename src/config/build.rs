@@ -121,13 +121,7 @@ fn cache(p: &mut Problems, raw: RawCache) -> Cache {
 }
 
 fn ecs(p: &mut Problems, raw: RawEcs) -> Ecs {
-    let given = [
-        ("rank_locally", raw.rank_locally.is_some()),
-        ("merge_waste", raw.merge_waste.is_some()),
-        ("auto_warmup", raw.auto_warmup.is_some()),
-        ("auto_sample", raw.auto_sample.is_some()),
-    ];
-    let ecs = Ecs {
+    Ecs {
         mode: p.ecs_mode("ecs.mode", raw.mode).unwrap_or(DEFAULT_ECS_MODE),
         rank_locally: p.boolean("ecs.rank_locally", raw.rank_locally).unwrap_or(DEFAULT_RANK_LOCALLY),
         merge_waste: p
@@ -135,23 +129,6 @@ fn ecs(p: &mut Problems, raw: RawEcs) -> Ecs {
             .unwrap_or(DEFAULT_MERGE_WASTE),
         auto_warmup: p.count("ecs.auto_warmup", raw.auto_warmup, 0).unwrap_or(DEFAULT_AUTO_WARMUP),
         auto_sample: p.ratio("ecs.auto_sample", raw.auto_sample, 0.0, 1.0).unwrap_or(DEFAULT_AUTO_SAMPLE),
-    };
-    reject_ecs_features_not_built_yet(p, &ecs, &given);
-    ecs
-}
-
-/// Only `forward` exists until the load-reduction ladder (DESIGN §5) is built: every other mode,
-/// and every key that only matters to them, is refused rather than silently ignored. Building the
-/// ladder means deleting this function and its call; everything else is already parsed and checked.
-fn reject_ecs_features_not_built_yet(p: &mut Problems, ecs: &Ecs, given: &[(&str, bool)]) {
-    if ecs.mode != EcsMode::Forward && !p.has("ecs.mode") {
-        p.push(
-            "ecs.mode",
-            format!("\"{}\" is not available yet: only \"forward\" is supported in this version", ecs.mode),
-        );
-    }
-    for &(key, _) in given.iter().filter(|(_, given)| *given) {
-        p.push(format!("ecs.{key}"), "has no effect with ecs.mode = \"forward\" (not available yet)");
     }
 }
 

@@ -79,7 +79,7 @@ fn defaults_are_the_documented_values() {
     assert_eq!(cache.stale_if_error, Duration::from_secs(300));
     assert_eq!(cache.max_bytes, 512 * 1024 * 1024);
     let ecs = Ecs::default();
-    assert_eq!(ecs.mode, EcsMode::Forward);
+    assert_eq!(ecs.mode, EcsMode::Auto);
     assert!(!ecs.rank_locally);
     assert_eq!((ecs.merge_waste, ecs.auto_warmup, ecs.auto_sample), (1.0, 200, 0.01));
     let limits = Limits::default();
@@ -374,15 +374,13 @@ fn counts() {
 }
 
 #[test]
-fn ecs_mode_forward_is_the_only_one_available() {
+fn every_ecs_mode_is_available() {
     assert_eq!(ok("ecs.mode = \"forward\"").ecs.mode, EcsMode::Forward);
-    for mode in ["aggregate", "synthesize", "auto"] {
-        let found = problems(&format!("ecs.mode = \"{mode}\""));
-        let expected = format!(
-            "ecs.mode: \"{mode}\" is not available yet: only \"forward\" is supported in this version"
-        );
-        assert_eq!(found, [expected]);
-    }
+    assert_eq!(ok("ecs.mode = \"synthesize\"").ecs.mode, EcsMode::Synthesize);
+    let aggregate = ok("ecs.mode = \"aggregate\"\necs.rank_locally = true\n").ecs;
+    assert_eq!((aggregate.mode, aggregate.rank_locally), (EcsMode::Aggregate, true));
+    let auto = ok("ecs.mode = \"auto\"\necs.auto_warmup = 5\necs.auto_sample = 0\n").ecs;
+    assert_eq!((auto.mode, auto.auto_warmup, auto.auto_sample), (EcsMode::Auto, 5, 0.0));
     one_problem("ecs.mode = \"fast\"", "ecs.mode", "expected one of forward, aggregate, synthesize, auto");
     one_problem("ecs.mode = \"Forward\"", "ecs.mode", "expected one of forward, aggregate, synthesize, auto");
     let names: Vec<String> = EcsMode::ALL.iter().map(ToString::to_string).collect();
@@ -390,16 +388,10 @@ fn ecs_mode_forward_is_the_only_one_available() {
 }
 
 #[test]
-fn ecs_tuning_keys_are_checked_and_refused_for_now() {
-    let found =
-        problems("ecs.rank_locally = true\necs.merge_waste = 2\necs.auto_warmup = 10\necs.auto_sample = 1\n");
-    let no_effect = "has no effect with ecs.mode = \"forward\" (not available yet)";
-    let expected: Vec<String> = ["rank_locally", "merge_waste", "auto_warmup", "auto_sample"]
-        .iter()
-        .map(|k| format!("ecs.{k}: {no_effect}"))
-        .collect();
-    assert_eq!(found, expected);
-    // Range problems come first, then the refusal.
+fn ecs_tuning_keys_are_checked() {
+    let ecs =
+        ok("ecs.rank_locally = true\necs.merge_waste = 2\necs.auto_warmup = 10\necs.auto_sample = 1\n").ecs;
+    assert_eq!((ecs.rank_locally, ecs.merge_waste, ecs.auto_warmup, ecs.auto_sample), (true, 2.0, 10, 1.0));
     let found = problems(
         "ecs.merge_waste = 0.5\necs.auto_sample = 1.5\necs.auto_warmup = -1\necs.rank_locally = 1\n",
     );
@@ -410,10 +402,6 @@ fn ecs_tuning_keys_are_checked_and_refused_for_now() {
             "ecs.merge_waste: must be a number at least 1.0, found 0.5",
             "ecs.auto_warmup: must be at least 0, found -1",
             "ecs.auto_sample: must be a number in [0, 1], found 1.5",
-            format!("ecs.rank_locally: {no_effect}").as_str(),
-            format!("ecs.merge_waste: {no_effect}").as_str(),
-            format!("ecs.auto_warmup: {no_effect}").as_str(),
-            format!("ecs.auto_sample: {no_effect}").as_str(),
         ]
     );
     let found = problems("ecs.auto_sample = nan\n");
@@ -442,7 +430,7 @@ fn every_problem_is_reported_at_once() {
          [admin]\naddr = \"0.0.0.0:9090\"\n\
          [origin]\nird = \"ftp://origin\"\ntimeout = \"0s\"\n\
          [cache]\nmax_bytes = \"1KiB\"\ndefault_ttl = \"soon\"\n\
-         [ecs]\nmode = \"auto\"\n\
+         [ecs]\nmode = \"fast\"\n\
          [limits]\nmax_in_flight = 0\nbogus = true\n";
     let found = parse(text).err().map(|e| e.problems).unwrap_or_default();
     let keys: Vec<&str> = found.iter().map(|p| p.key.as_str()).collect();
@@ -552,7 +540,7 @@ fn the_example_file_documents_every_key_and_parses() {
 
 #[test]
 fn the_example_files_commented_ecs_values_are_valid() {
-    // Uncommented, the tuning keys are refused only because their modes are not available yet.
+    // Uncommented, the tuning keys are all valid.
     let ecs_section =
         EXAMPLE.split("[ecs]").nth(1).and_then(|rest| rest.split("\n[").next()).unwrap_or_default();
     let uncommented: String = ecs_section
@@ -561,12 +549,9 @@ fn the_example_files_commented_ecs_values_are_valid() {
         .filter(|line| line.contains(" = "))
         .map(|line| format!("ecs.{line}\n"))
         .collect();
-    let found = problems(&uncommented);
-    assert_eq!(found.len(), 4, "{uncommented}: {found:?}");
-    assert!(
-        found.iter().all(|p| p.ends_with("has no effect with ecs.mode = \"forward\" (not available yet)")),
-        "{found:?}"
-    );
+    assert_eq!(uncommented.lines().count(), 4, "{uncommented}");
+    let ecs = ok(&uncommented).ecs;
+    assert_eq!(ecs, Ecs { mode: ecs.mode, ..Ecs::default() });
 }
 
 #[test]

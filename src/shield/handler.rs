@@ -303,6 +303,10 @@ async fn post(
             return respond::finish(h::alto_error(StatusCode::BAD_REQUEST, &e), "", &shield.via_header);
         }
     };
+    // Endpoint costs above the exact cache, as `ecs.mode` allows (nothing in `forward`).
+    if let Some(resp) = super::ecs::answer(shield, dir, res, &prepared, wants).await {
+        return resp;
+    }
     let (canonical, spellings) = (prepared.canonical.clone(), &prepared.spellings);
     let now = Instant::now();
     let cached = shield.generation().and_then(|g| {
@@ -354,12 +358,12 @@ pub(super) struct Prepared {
     /// The canonical request, implicit endpoints filled in.
     pub(super) request: AltoRequest,
     pub(super) canonical: Bytes,
-    pub(super) spellings: Vec<(String, String)>,
+    pub(super) spellings: Spellings,
 }
 
 impl Prepared {
     pub(super) fn weight(&self) -> usize {
-        self.canonical.len() + self.spellings.iter().map(|(a, b)| a.len() + b.len()).sum::<usize>()
+        self.canonical.len() + self.spellings.weight()
     }
 }
 
@@ -398,7 +402,7 @@ fn prepare(
 
 /// Turns a fetch result into the response, serving a stale copy when the origin fails and
 /// `stale_if_error` allows.
-fn finish_fetch(
+pub(super) fn finish_fetch(
     shield: &Shield,
     res: &Resource,
     result: Result<(Reply, Role), ShieldError>,
@@ -455,17 +459,43 @@ fn with_implicit_endpoints(request: AltoRequest, client: IpAddr) -> AltoRequest 
     AltoRequest::EndpointCost(r)
 }
 
-/// The client's spelling of each address it sent, by canonical spelling (the first spelling
-/// when it repeats an address).
-fn spellings(request: &AltoRequest) -> Vec<(String, String)> {
-    let lists: Vec<&Vec<String>> = match request {
-        AltoRequest::EndpointProp(r) => vec![&r.endpoints],
-        AltoRequest::EndpointCost(r) => r.endpoints.srcs.iter().chain(r.endpoints.dsts.iter()).collect(),
-        _ => return Vec::new(),
-    };
-    // The first spelling of each address wins, as a server answering the request would key it.
+/// The client's own spellings of the addresses it sent, where they differ from the canonical
+/// ones: per list, because a server keys sources by their spelling in `srcs` and destinations by
+/// theirs in `dsts`, even when one address appears in both, spelled differently.
+#[derive(Debug, Clone, Default)]
+pub(super) struct Spellings {
+    /// Outer keys: endpoint-cost sources, endpoint-property endpoints.
+    pub(super) outer: Vec<(String, String)>,
+    /// Inner keys: endpoint-cost destinations.
+    pub(super) inner: Vec<(String, String)>,
+}
+
+impl Spellings {
+    fn is_empty(&self) -> bool {
+        self.outer.is_empty() && self.inner.is_empty()
+    }
+
+    fn weight(&self) -> usize {
+        self.outer.iter().chain(&self.inner).map(|(a, b)| a.len() + b.len()).sum()
+    }
+}
+
+fn spellings(request: &AltoRequest) -> Spellings {
+    match request {
+        AltoRequest::EndpointProp(r) => Spellings { outer: first_spellings(&r.endpoints), inner: Vec::new() },
+        AltoRequest::EndpointCost(r) => Spellings {
+            outer: first_spellings(r.endpoints.srcs.as_deref().unwrap_or_default()),
+            inner: first_spellings(r.endpoints.dsts.as_deref().unwrap_or_default()),
+        },
+        _ => Spellings::default(),
+    }
+}
+
+/// The first spelling of each address in one list (as a server answering the request keys it),
+/// where it is not the canonical one.
+fn first_spellings(list: &[String]) -> Vec<(String, String)> {
     let mut first: Vec<(String, String)> = Vec::new();
-    for s in lists.into_iter().flatten() {
+    for s in list {
         if let Ok(a) = TypedAddr::parse(s) {
             let canonical = a.to_string();
             if !first.iter().any(|(c, _)| *c == canonical) {
@@ -479,14 +509,14 @@ fn spellings(request: &AltoRequest) -> Vec<(String, String)> {
 
 /// An answer keyed back to the client's own spellings of its addresses. Most clients spell
 /// canonically, and then the stored entry is served as it is.
-fn rekey(entry: &Arc<crate::cache::Entry>, spellings: &[(String, String)]) -> Arc<crate::cache::Entry> {
+pub(super) fn rekey(entry: &Arc<crate::cache::Entry>, spellings: &Spellings) -> Arc<crate::cache::Entry> {
     if spellings.is_empty() {
         return entry.clone();
     }
     let Ok(mut value) = serde_json::from_slice::<serde_json::Value>(&entry.body) else {
         return entry.clone();
     };
-    let rename = |map: &mut serde_json::Map<String, serde_json::Value>| {
+    let rename = |map: &mut serde_json::Map<String, serde_json::Value>, spellings: &[(String, String)]| {
         for (canonical, spelled) in spellings {
             if let Some(v) = map.remove(canonical) {
                 map.insert(spelled.clone(), v);
@@ -495,11 +525,11 @@ fn rekey(entry: &Arc<crate::cache::Entry>, spellings: &[(String, String)]) -> Ar
     };
     for member in ["endpoint-cost-map", "endpoint-properties"] {
         if let Some(serde_json::Value::Object(outer)) = value.get_mut(member) {
-            rename(outer);
-            for inner in outer.values_mut() {
-                if let serde_json::Value::Object(inner) = inner {
-                    if member == "endpoint-cost-map" {
-                        rename(inner);
+            rename(outer, &spellings.outer);
+            if member == "endpoint-cost-map" && !spellings.inner.is_empty() {
+                for inner in outer.values_mut() {
+                    if let serde_json::Value::Object(inner) = inner {
+                        rename(inner, &spellings.inner);
                     }
                 }
             }

@@ -37,6 +37,17 @@ struct RequestLabels {
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct EcsPairLabels {
+    resource: String,
+    source: String,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ResourceLabel {
+    resource: String,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct OriginLabels {
     resource: String,
     status: String,
@@ -53,6 +64,9 @@ pub struct Metrics {
     pub cache_bytes: Gauge,
     pub cache_entries: Gauge,
     pub in_flight: Gauge,
+    ecs_pairs: Family<EcsPairLabels, Counter>,
+    ecs_mismatches: Family<ResourceLabel, Counter>,
+    ecs_clients_per_fetch: Histogram,
 }
 
 impl Default for Metrics {
@@ -60,10 +74,10 @@ impl Default for Metrics {
         let mut registry = Registry::default();
         let requests = Family::<RequestLabels, Counter>::default();
         let origin_requests = Family::<OriginLabels, Counter>::default();
-        // 1 ms to ~33 s.
-        let origin_duration = Histogram::new(exponential_buckets(0.001, 2.0, 16));
-        // 0.1 ms to ~3 s: waiting on a fetch already under way should cost about the origin's latency.
-        let coalesced_wait = Histogram::new(exponential_buckets(0.0001, 2.0, 16));
+        // Buckets 25 % apart, so that "what coalescing adds over the origin's latency" can be read
+        // off the histograms to a few milliseconds: 0.5 ms to ~22 s, and 0.5 ms to ~3.5 s.
+        let origin_duration = Histogram::new(exponential_buckets(0.0005, 1.25, 48));
+        let coalesced_wait = Histogram::new(exponential_buckets(0.0005, 1.25, 40));
         let cache_bytes = Gauge::default();
         let cache_entries = Gauge::default();
         let in_flight = Gauge::default();
@@ -90,7 +104,29 @@ impl Default for Metrics {
             "Client requests being answered",
             in_flight.clone(),
         );
+        let ecs_pairs = Family::<EcsPairLabels, Counter>::default();
+        let ecs_mismatches = Family::<ResourceLabel, Counter>::default();
+        registry.register(
+            "altoshield_ecs_pairs",
+            "Endpoint-cost pairs answered, by resource and source (cache, origin, local)",
+            ecs_pairs.clone(),
+        );
+        registry.register(
+            "altoshield_ecs_mismatches",
+            "Origin endpoint-cost answers that differed from the local computation (ecs.mode = auto)",
+            ecs_mismatches.clone(),
+        );
+        // 1 to 1024 client requests answered by one origin request.
+        let ecs_clients_per_fetch = Histogram::new(exponential_buckets(1.0, 2.0, 11));
+        registry.register(
+            "altoshield_ecs_clients_per_origin_request",
+            "Client requests each endpoint-cost pair fetch from the origin answered",
+            ecs_clients_per_fetch.clone(),
+        );
         Metrics {
+            ecs_clients_per_fetch,
+            ecs_pairs,
+            ecs_mismatches,
             registry,
             requests,
             origin_requests,
@@ -115,6 +151,23 @@ impl Metrics {
             .get_or_create(&OriginLabels { resource: resource.to_string(), status: status.to_string() })
             .inc();
         self.origin_duration.observe(seconds);
+    }
+
+    /// `n` endpoint-cost pairs answered for `resource` from `source` (`cache`, `origin`, `local`).
+    pub fn ecs_pairs(&self, resource: &str, source: &str, n: u64) {
+        self.ecs_pairs
+            .get_or_create(&EcsPairLabels { resource: resource.to_string(), source: source.to_string() })
+            .inc_by(n);
+    }
+
+    /// One origin pair fetch (`ecs.mode = "aggregate"`) and how many client requests it answered.
+    pub fn ecs_clients_per_fetch(&self, clients: u64) {
+        self.ecs_clients_per_fetch.observe(clients as f64);
+    }
+
+    /// An origin endpoint-cost answer that differed from the local computation.
+    pub fn ecs_mismatch(&self, resource: &str) {
+        self.ecs_mismatches.get_or_create(&ResourceLabel { resource: resource.to_string() }).inc();
     }
 
     pub fn coalesced_wait(&self, seconds: f64) {

@@ -1,0 +1,539 @@
+//! The endpoint-cost pair cache (`ecs.mode = "aggregate"`, DESIGN §5): numerical costs per
+//! (resource, metric, source, destination), addresses compared as addresses, valid for one
+//! network-map generation and the origin answer's TTL. A request asks the origin only for the
+//! pairs it lacks (as numerical requests without constraints, sources with the same missing
+//! destinations together, so no pair nobody asked for is computed); pairs another request is
+//! fetching are waited for, not fetched again; pairs the origin omits are remembered as absent.
+//!
+//! Misses of different requests for the same (resource, metric) leave together, group-commit
+//! style: while `LANE_IN_FLIGHT` rounds of origin requests are under way, new misses queue and
+//! go in the next round, merged only where srcs × dsts computes no pair nobody asked for, unless
+//! `ecs.merge_waste` allows a bounded ratio; a merged request the origin refuses is retried per
+//! client. The pair cache is bounded by `cache.max_bytes` (reckoned at `PAIR_BYTES` a pair).
+//!
+//! It owns the pair tables, their in-flight claims and the merge queues. It must not: cache
+//! anything but numerical costs; keep a pair across a generation change; serve a pair past its
+//! TTL; leave a claim behind when the claiming request is dropped (a guard releases it and wakes
+//! the waiters); merge requests of different generations.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http::StatusCode;
+use serde_json::Value;
+use tokio::sync::watch;
+
+use super::super::fetch;
+use super::super::Shield;
+use crate::alto::types::{CostType, EndpointCostParams, EndpointCostResponse, EndpointFilter};
+use crate::alto::validate::Request;
+use crate::alto::{canon, TypedAddr};
+use crate::ird::{Directory, Resource};
+
+/// Bytes a cached pair is reckoned to take: the pair cache holds at most `cache.max_bytes`
+/// divided by this, over all tables, and is emptied when a new answer would exceed it.
+const PAIR_BYTES: u64 = 256;
+/// Pairs asked for in one origin request at most.
+const MAX_PAIRS_PER_FETCH: usize = 10_000;
+
+type Pair = (TypedAddr, TypedAddr);
+
+/// One (resource, metric)'s pairs for one generation.
+#[derive(Debug, Default)]
+struct Table {
+    generation: Arc<str>,
+    /// A cost, or `None` for a pair the origin omitted; with its expiry.
+    pairs: HashMap<Pair, (Option<Value>, Instant)>,
+    /// Pairs being fetched, by the id of the flight fetching them.
+    claimed: HashMap<Pair, u64>,
+    flights: HashMap<u64, watch::Receiver<()>>,
+}
+
+/// Every pair table.
+#[derive(Debug, Default)]
+pub struct PairCache {
+    tables: Mutex<HashMap<(String, String), Table>>,
+    lanes: Mutex<HashMap<(String, String), Lane>>,
+    next_flight: std::sync::atomic::AtomicU64,
+}
+
+impl PairCache {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<(String, String), Table>> {
+        self.tables.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Pairs cached for `resource`, absent ones included.
+    pub fn count(&self, resource: &str) -> usize {
+        self.lock().iter().filter(|((r, _), _)| r == resource).map(|(_, t)| t.pairs.len()).sum()
+    }
+
+    /// Drops every pair of `resource` (all when `None`).
+    pub fn purge(&self, resource: Option<&str>) {
+        self.lock().retain(|(r, _), _| resource.is_some_and(|id| id != r));
+    }
+}
+
+/// The table of (resource, metric) for `generation`, emptied when the generation changed.
+fn table<'a>(
+    tables: &'a mut HashMap<(String, String), Table>,
+    resource: &str,
+    metric: &str,
+    generation: &Arc<str>,
+) -> &'a mut Table {
+    let t = tables.entry((resource.to_string(), metric.to_string())).or_default();
+    if t.generation != *generation {
+        t.pairs.clear();
+        t.generation = generation.clone();
+    }
+    t
+}
+
+/// Releases a flight's claims when dropped (also when the request is cancelled) and wakes the
+/// requests waiting on it.
+struct Claim<'a> {
+    shield: &'a Shield,
+    key: (String, String),
+    id: u64,
+    pairs: Vec<Pair>,
+    done: Option<watch::Sender<()>>,
+}
+
+impl Drop for Claim<'_> {
+    fn drop(&mut self) {
+        let mut tables = self.shield.ecs.pairs.lock();
+        if let Some(t) = tables.get_mut(&self.key) {
+            for p in &self.pairs {
+                if t.claimed.get(p) == Some(&self.id) {
+                    t.claimed.remove(p);
+                }
+            }
+            t.flights.remove(&self.id);
+        }
+        drop(tables);
+        // Dropping the sender wakes every request waiting on this flight.
+        drop(self.done.take());
+    }
+}
+
+/// How a request's pairs were obtained.
+#[derive(Debug, Default)]
+pub struct Gathered {
+    /// Numerical cost (or absence) of every pair asked for.
+    pub costs: HashMap<Pair, Option<Value>>,
+    pub from_cache: u64,
+    pub from_origin: u64,
+}
+
+/// The numerical costs of `metric` for `srcs` × `dsts`, from the pair cache, from flights under
+/// way and from the origin for the rest. `None` when they cannot all be had (the request is then
+/// forwarded as it is, so the client gets the origin's own answer or error).
+pub async fn gather(
+    shield: &Arc<Shield>,
+    dir: &Arc<Directory>,
+    res: &Resource,
+    metric: &str,
+    srcs: &[TypedAddr],
+    dsts: &[TypedAddr],
+) -> Option<Gathered> {
+    let key = (res.id.clone(), metric.to_string());
+    let mut out = Gathered::default();
+    for round in 0..3 {
+        let generation = shield.generation()?.tag.clone();
+        let now = Instant::now();
+        let mut wait: Vec<watch::Receiver<()>> = Vec::new();
+        let mut mine: Vec<Pair> = Vec::new();
+        let id = shield.ecs.pairs.next_flight.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let (tx, rx) = watch::channel(());
+        {
+            let mut tables = shield.ecs.pairs.lock();
+            let t = table(&mut tables, &res.id, metric, &generation);
+            let mut waiting_on = Vec::new();
+            for s in srcs {
+                for d in dsts {
+                    let p = (*s, *d);
+                    if out.costs.contains_key(&p) {
+                        continue;
+                    }
+                    match t.pairs.get(&p) {
+                        Some((v, expires)) if *expires > now => {
+                            out.costs.insert(p, v.clone());
+                            out.from_cache += 1;
+                            continue;
+                        }
+                        _ => {}
+                    }
+                    match t.claimed.get(&p) {
+                        Some(other) => {
+                            if !waiting_on.contains(other) {
+                                waiting_on.push(*other);
+                                if let Some(r) = t.flights.get(other) {
+                                    wait.push(r.clone());
+                                }
+                            }
+                        }
+                        None if round < 2 => {
+                            t.claimed.insert(p, id);
+                            mine.push(p);
+                        }
+                        None => return None,
+                    }
+                }
+            }
+            if !mine.is_empty() {
+                t.flights.insert(id, rx);
+            }
+        }
+        if mine.is_empty() && wait.is_empty() {
+            return Some(out);
+        }
+        let done = (!mine.is_empty()).then_some(tx);
+        let claim = Claim { shield, key: key.clone(), id, pairs: mine, done };
+        if !claim.pairs.is_empty() {
+            let fetched = fetch_pairs(shield, dir, res, metric, &generation, &claim.pairs).await?;
+            out.from_origin += fetched.len() as u64;
+            out.costs.extend(fetched);
+        }
+        drop(claim);
+        let timeout = shield.config.limits.coalesce_timeout;
+        for mut r in wait {
+            // Woken when the other flight's sender is dropped (done, failed or cancelled).
+            let _ = tokio::time::timeout(timeout, r.changed()).await;
+        }
+    }
+    None
+}
+
+/// Asks the origin for `pairs` (numerical, no constraints), sources with the same missing
+/// destinations in one request; stores what it answers (absent pairs as absent) when the
+/// generation did not change meanwhile. `None` on any failure or non-200 answer.
+async fn fetch_pairs(
+    shield: &Arc<Shield>,
+    dir: &Arc<Directory>,
+    res: &Resource,
+    metric: &str,
+    generation: &Arc<str>,
+    pairs: &[Pair],
+) -> Option<HashMap<Pair, Option<Value>>> {
+    // Per source its missing destinations; then sources with equal sets grouped.
+    let mut by_src: BTreeMap<TypedAddr, Vec<TypedAddr>> = BTreeMap::new();
+    for (s, d) in pairs {
+        by_src.entry(*s).or_default().push(*d);
+    }
+    let mut groups: BTreeMap<Vec<TypedAddr>, Vec<TypedAddr>> = BTreeMap::new();
+    for (s, ds) in by_src {
+        groups.entry(ds).or_default().push(s);
+    }
+    let mut waiting = Vec::new();
+    for (dsts, srcs) in groups {
+        // Bounded origin requests: split the sources when the product is large.
+        let per = (MAX_PAIRS_PER_FETCH / dsts.len().max(1)).max(1);
+        for chunk in srcs.chunks(per) {
+            waiting.push(submit(shield, dir, res, metric, generation, chunk.to_vec(), dsts.clone()));
+        }
+    }
+    let mut out = HashMap::with_capacity(pairs.len());
+    for rx in waiting {
+        out.extend(rx.await.ok()??);
+    }
+    Some(out)
+}
+
+/// Rounds of origin pair requests allowed under way per (resource, metric); further misses
+/// queue and leave together in the next round (group commit).
+const LANE_IN_FLIGHT: usize = 8;
+
+/// One request's missing pairs (`srcs` × `dsts`), waiting for a round.
+struct Job {
+    generation: Arc<str>,
+    srcs: Vec<TypedAddr>,
+    dsts: Vec<TypedAddr>,
+    reply: tokio::sync::oneshot::Sender<Option<HashMap<Pair, Option<Value>>>>,
+}
+
+/// The queue of one (resource, metric).
+#[derive(Default)]
+pub struct Lane {
+    in_flight: usize,
+    pending: Vec<Job>,
+}
+
+impl std::fmt::Debug for Lane {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Lane")
+            .field("in_flight", &self.in_flight)
+            .field("pending", &self.pending.len())
+            .finish()
+    }
+}
+
+type Answer = tokio::sync::oneshot::Receiver<Option<HashMap<Pair, Option<Value>>>>;
+
+/// Queues `srcs` × `dsts` for the origin. With a free slot, a driver task is started that sends
+/// the queue in rounds until it is empty; otherwise the job waits for the running drivers.
+fn submit(
+    shield: &Arc<Shield>,
+    dir: &Arc<Directory>,
+    res: &Resource,
+    metric: &str,
+    generation: &Arc<str>,
+    srcs: Vec<TypedAddr>,
+    dsts: Vec<TypedAddr>,
+) -> Answer {
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let key = (res.id.clone(), metric.to_string());
+    let job = Job { generation: generation.clone(), srcs, dsts, reply: tx };
+    let start = {
+        let mut lanes = shield.ecs.pairs.lanes.lock().unwrap_or_else(|e| e.into_inner());
+        let lane = lanes.entry(key.clone()).or_default();
+        lane.pending.push(job);
+        let start = lane.in_flight < LANE_IN_FLIGHT;
+        if start {
+            lane.in_flight += 1;
+        }
+        start
+    };
+    if start {
+        // A task of its own: the queue is served even if this client goes away.
+        let (shield, dir, res, metric) = (shield.clone(), dir.clone(), res.clone(), metric.to_string());
+        tokio::spawn(async move { drive(shield, dir, res, metric, key).await });
+    }
+    rx
+}
+
+/// Sends the lane's queue in rounds until it is empty.
+async fn drive(
+    shield: Arc<Shield>,
+    dir: Arc<Directory>,
+    res: Resource,
+    metric: String,
+    key: (String, String),
+) {
+    loop {
+        let jobs = {
+            let mut lanes = shield.ecs.pairs.lanes.lock().unwrap_or_else(|e| e.into_inner());
+            let Some(lane) = lanes.get_mut(&key) else { return };
+            if lane.pending.is_empty() {
+                lane.in_flight = lane.in_flight.saturating_sub(1);
+                return;
+            }
+            std::mem::take(&mut lane.pending)
+        };
+        // The round's origin requests leave together.
+        let mut round = tokio::task::JoinSet::new();
+        for batch in pack(jobs, shield.config.ecs.merge_waste) {
+            let (shield, dir, res, metric) = (shield.clone(), dir.clone(), res.clone(), metric.clone());
+            round.spawn(async move { run_batch(&shield, &dir, &res, &metric, batch).await });
+        }
+        while round.join_next().await.is_some() {}
+    }
+}
+
+/// Groups jobs into origin requests: jobs join a batch only while the batch's srcs × dsts stays
+/// within `waste` times the pairs its jobs need (1.0: only jobs that add no pair nobody asked
+/// for, such as the same source) and within the per-request bound; same generation only.
+fn pack(jobs: Vec<Job>, waste: f64) -> Vec<Vec<Job>> {
+    struct Batch {
+        srcs: std::collections::BTreeSet<TypedAddr>,
+        dsts: std::collections::BTreeSet<TypedAddr>,
+        needed: usize,
+        jobs: Vec<Job>,
+    }
+    let mut batches: Vec<Batch> = Vec::new();
+    for job in jobs {
+        let needed = job.srcs.len() * job.dsts.len();
+        let fits = |b: &Batch| {
+            if b.jobs.first().is_some_and(|j| j.generation != job.generation) {
+                return false;
+            }
+            let srcs = b.srcs.len() + job.srcs.iter().filter(|s| !b.srcs.contains(s)).count();
+            let dsts = b.dsts.len() + job.dsts.iter().filter(|d| !b.dsts.contains(d)).count();
+            let computed = srcs * dsts;
+            computed <= MAX_PAIRS_PER_FETCH && computed as f64 <= waste * (b.needed + needed) as f64
+        };
+        match batches.iter_mut().find(|b| fits(b)) {
+            Some(b) => {
+                b.srcs.extend(job.srcs.iter().copied());
+                b.dsts.extend(job.dsts.iter().copied());
+                b.needed += needed;
+                b.jobs.push(job);
+            }
+            None => batches.push(Batch {
+                srcs: job.srcs.iter().copied().collect(),
+                dsts: job.dsts.iter().copied().collect(),
+                needed,
+                jobs: vec![job],
+            }),
+        }
+    }
+    batches.into_iter().map(|b| b.jobs).collect()
+}
+
+/// One origin request for a batch; each job gets its own pairs. A merged request the origin
+/// refuses is retried per job, so one bad request cannot fail the others.
+async fn run_batch(
+    shield: &Arc<Shield>,
+    dir: &Arc<Directory>,
+    res: &Resource,
+    metric: &str,
+    batch: Vec<Job>,
+) {
+    let Some(generation) = batch.first().map(|j| j.generation.clone()) else { return };
+    let srcs: Vec<TypedAddr> = batch
+        .iter()
+        .flat_map(|j| j.srcs.iter().copied())
+        .collect::<std::collections::BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    let dsts: Vec<TypedAddr> = batch
+        .iter()
+        .flat_map(|j| j.dsts.iter().copied())
+        .collect::<std::collections::BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    shield.metrics.ecs_clients_per_fetch(batch.len() as u64);
+    let merged = fetch_group(shield, dir, res, metric, &generation, &srcs, &dsts).await;
+    let single = batch.len() == 1;
+    for job in batch {
+        let mine = match &merged {
+            Some(all) => Some(pick(all, &job.srcs, &job.dsts)),
+            None if single => None,
+            None => {
+                shield.metrics.ecs_clients_per_fetch(1);
+                fetch_group(shield, dir, res, metric, &generation, &job.srcs, &job.dsts).await
+            }
+        };
+        let _ = job.reply.send(mine);
+    }
+}
+
+fn pick(
+    all: &HashMap<Pair, Option<Value>>,
+    srcs: &[TypedAddr],
+    dsts: &[TypedAddr],
+) -> HashMap<Pair, Option<Value>> {
+    let mut out = HashMap::with_capacity(srcs.len() * dsts.len());
+    for s in srcs {
+        for d in dsts {
+            out.insert((*s, *d), all.get(&(*s, *d)).cloned().flatten());
+        }
+    }
+    out
+}
+
+async fn fetch_group(
+    shield: &Arc<Shield>,
+    dir: &Arc<Directory>,
+    res: &Resource,
+    metric: &str,
+    generation: &Arc<str>,
+    srcs: &[TypedAddr],
+    dsts: &[TypedAddr],
+) -> Option<HashMap<Pair, Option<Value>>> {
+    let request = Request::EndpointCost(EndpointCostParams {
+        cost_type: Some(CostType::new(metric, "numerical")),
+        constraints: None,
+        endpoints: EndpointFilter {
+            srcs: Some(srcs.iter().map(ToString::to_string).collect()),
+            dsts: Some(dsts.iter().map(ToString::to_string).collect()),
+            extra: Default::default(),
+        },
+        extra: Default::default(),
+    });
+    let body = Bytes::from(canon::canonical_bytes(&request));
+    let (reply, _) = fetch::post(shield, dir, res, body).await.ok()?;
+    if reply.status != StatusCode::OK {
+        return None;
+    }
+    let answer: EndpointCostResponse = serde_json::from_slice(&reply.body).ok()?;
+    let mut given: HashMap<Pair, Value> = HashMap::new();
+    for (s, row) in &answer.endpoint_cost_map {
+        let Ok(s) = TypedAddr::parse(s) else { continue };
+        for (d, v) in row {
+            if let Ok(d) = TypedAddr::parse(d) {
+                given.insert((s, d), v.clone());
+            }
+        }
+    }
+    let mut out = HashMap::with_capacity(srcs.len() * dsts.len());
+    for s in srcs {
+        for d in dsts {
+            out.insert((*s, *d), given.get(&(*s, *d)).cloned());
+        }
+    }
+    let ttl = reply.entry.as_ref().map_or(shield.config.cache.default_ttl, |e| e.ttl);
+    let expires = Instant::now() + ttl.max(Duration::from_millis(1));
+    if shield.generation().is_some_and(|g| g.tag == *generation) {
+        let mut tables = shield.ecs.pairs.lock();
+        let total: usize = tables.values().map(|t| t.pairs.len()).sum();
+        let max = usize::try_from(shield.config.cache.max_bytes / PAIR_BYTES).unwrap_or(usize::MAX);
+        if total + out.len() > max {
+            for t in tables.values_mut() {
+                t.pairs.clear();
+            }
+        }
+        let t = table(&mut tables, &res.id, metric, generation);
+        for (p, v) in &out {
+            t.pairs.insert(*p, (v.clone(), expires));
+        }
+    }
+    Some(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn a(s: &str) -> TypedAddr {
+        TypedAddr::parse(s).expect("address")
+    }
+
+    fn job(srcs: &[&str], dsts: &[&str]) -> Job {
+        let (reply, _) = tokio::sync::oneshot::channel();
+        Job {
+            generation: Arc::from("g1"),
+            srcs: srcs.iter().map(|s| a(s)).collect(),
+            dsts: dsts.iter().map(|d| a(d)).collect(),
+            reply,
+        }
+    }
+
+    fn shapes(batches: &[Vec<Job>]) -> Vec<usize> {
+        batches.iter().map(Vec::len).collect()
+    }
+
+    #[test]
+    fn without_waste_only_requests_that_compute_no_extra_pair_merge() {
+        let jobs = vec![
+            job(&["ipv4:10.0.0.1"], &["ipv4:10.0.0.2", "ipv4:10.0.0.3"]),
+            // Same source: merged, no pair nobody asked for.
+            job(&["ipv4:10.0.0.1"], &["ipv4:10.0.0.4"]),
+            // Another source and other destinations: 2 × 4 computed for 3 + 1 + 1 needed.
+            job(&["ipv4:10.0.0.9"], &["ipv4:10.0.0.5"]),
+            // Same destination set as the first: merged.
+            job(&["ipv4:10.0.0.7"], &["ipv4:10.0.0.2", "ipv4:10.0.0.3", "ipv4:10.0.0.4"]),
+        ];
+        let batches = pack(jobs, 1.0);
+        assert_eq!(shapes(&batches), [3, 1]);
+    }
+
+    #[test]
+    fn waste_allows_a_bounded_ratio_and_generations_never_mix() {
+        let jobs = vec![
+            job(&["ipv4:10.0.0.1"], &["ipv4:10.0.0.2", "ipv4:10.0.0.3"]),
+            job(&["ipv4:10.0.0.9"], &["ipv4:10.0.0.2", "ipv4:10.0.0.5"]),
+        ];
+        // 2 × 3 = 6 computed for 4 needed.
+        assert_eq!(shapes(&pack(jobs, 1.4)), [1, 1]);
+        let jobs = vec![
+            job(&["ipv4:10.0.0.1"], &["ipv4:10.0.0.2", "ipv4:10.0.0.3"]),
+            job(&["ipv4:10.0.0.9"], &["ipv4:10.0.0.2", "ipv4:10.0.0.5"]),
+        ];
+        assert_eq!(shapes(&pack(jobs, 1.5)), [2]);
+        let mut other = job(&["ipv4:10.0.0.1"], &["ipv4:10.0.0.4"]);
+        other.generation = Arc::from("g2");
+        let jobs = vec![job(&["ipv4:10.0.0.1"], &["ipv4:10.0.0.2"]), other];
+        assert_eq!(shapes(&pack(jobs, 4.0)), [1, 1]);
+    }
+}
