@@ -135,7 +135,9 @@ async fn an_address_in_srcs_and_dsts_keeps_each_spelling_in_every_mode() {
     let ecs = origin_dir.find_one(ENDPOINT_COST, Some(ENDPOINT_COST_PARAMS));
     let want = post_to(&direct, &origin_dir, &ecs, &body).await.json();
     for mode in ["forward", "synthesize", "aggregate"] {
-        let shield = Shield::start_ready(&ShieldConfig::new(&origin.directory_url()).plain().str("ecs.mode", mode)).await;
+        let shield =
+            Shield::start_ready(&ShieldConfig::new(&origin.directory_url()).plain().str("ecs.mode", mode))
+                .await;
         let client = TestClient::http1();
         let dir = Directory::fetch(&client, &shield.directory_url()).await;
         for round in 0..2 {
