@@ -48,6 +48,10 @@ enum Command {
     },
     /// Run the reference origin ALTO server.
     Origin(Box<OriginArgs>),
+    /// Run the epoch-driven P2P swarm against any ALTO server and report the load.
+    Loadgen(Box<LoadgenArgs>),
+    /// Origin, shield and swarm on loopback, no setup: prints the load reduction.
+    Demo(DemoArgs),
 }
 
 #[derive(Args, Debug)]
@@ -124,6 +128,103 @@ struct OriginArgs {
     max_ecs_pairs: u64,
 }
 
+#[derive(Args, Debug)]
+struct LoadgenArgs {
+    /// The root IRD of the ALTO server to load (an origin, a shield, any RFC 7285 server).
+    #[arg(long, value_name = "IRD_URL")]
+    target: String,
+    /// Peers in the swarm; their addresses are drawn from the network map's prefixes.
+    #[arg(long, default_value_t = 1000)]
+    peers: usize,
+    /// Epoch length (compressed time: `1s`).
+    #[arg(long, default_value = "30s", value_parser = duration)]
+    epoch: Duration,
+    /// Peers each peer learns per epoch.
+    #[arg(long, default_value_t = 5)]
+    new_per_epoch: usize,
+    /// Whom a peer asks to rank: `all` candidates and active peers, or only the `new` ones.
+    #[arg(long, value_enum, default_value_t = PolicyArg::All)]
+    policy: PolicyArg,
+    /// Active peers a peer keeps.
+    #[arg(long, default_value_t = 8)]
+    max_active: usize,
+    /// Candidates a peer keeps.
+    #[arg(long, default_value_t = 50)]
+    max_candidates: usize,
+    /// Probability that a tried candidate is available.
+    #[arg(long, default_value_t = 0.8, value_parser = rate)]
+    availability: f64,
+    /// Simulated throughput (0 to 1) a candidate needs to become active.
+    #[arg(long, default_value_t = 0.3, value_parser = rate)]
+    threshold: f64,
+    /// Probability per epoch that an active peer leaves.
+    #[arg(long, default_value_t = 0.05, value_parser = rate)]
+    churn: f64,
+    /// Map clients re-fetching the network map and a cost map every epoch (with If-None-Match).
+    #[arg(long, default_value_t = 0)]
+    map_clients: usize,
+    /// Peers' first requests are spread over this (default: one epoch).
+    #[arg(long, value_parser = duration)]
+    jitter: Option<Duration>,
+    /// Stop after this long.
+    #[arg(long, value_parser = duration)]
+    duration: Option<Duration>,
+    /// Stop after this many epochs (rounds over every peer with --max-rate); default 10 epochs.
+    #[arg(long)]
+    epochs: Option<u32>,
+    /// No pacing: every peer's first ranking request, again and again, as fast as the
+    /// connections allow (default 10s).
+    #[arg(long)]
+    max_rate: bool,
+    /// PEM trust roots for https targets (default: the system's).
+    #[arg(long, value_name = "PEM", conflicts_with = "insecure")]
+    ca: Option<PathBuf>,
+    /// Accept any certificate.
+    #[arg(long)]
+    insecure: bool,
+    /// HTTP/2 (ALPN h2 over TLS, prior knowledge over plain HTTP).
+    #[arg(long)]
+    http2: bool,
+    /// Connections per server.
+    #[arg(long, default_value_t = 32)]
+    connections: usize,
+    /// Concurrent streams per HTTP/2 connection.
+    #[arg(long, default_value_t = 8)]
+    streams: usize,
+    /// Bound on each request (connect, send, whole answer).
+    #[arg(long, default_value = "10s", value_parser = duration)]
+    timeout: Duration,
+    /// Seed of the swarm: the same flags and answers give the same requests.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// The origin's /metrics URL: report its requests and pairs during the run.
+    #[arg(long, value_name = "METRICS_URL")]
+    origin_metrics: Option<String>,
+    /// Write timeline.csv and timeline.svg into DIR.
+    #[arg(long, value_name = "DIR")]
+    out: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum PolicyArg {
+    All,
+    New,
+}
+
+#[derive(Args, Debug)]
+struct DemoArgs {
+    /// A small, fast run (for tests).
+    #[arg(long, hide = true)]
+    quick: bool,
+    /// Where to write the timeline (default ./altoshield-demo-<date>-<time>/).
+    #[arg(long, value_name = "DIR")]
+    out: Option<PathBuf>,
+}
+
+fn duration(s: &str) -> Result<Duration, String> {
+    units::parse_duration(s)
+}
+
 fn rate(s: &str) -> Result<f64, String> {
     match s.parse::<f64>() {
         Ok(r) if (0.0..=1.0).contains(&r) => Ok(r),
@@ -169,7 +270,9 @@ fn main() -> ExitCode {
             return ExitCode::from(EXIT_USAGE);
         }
     };
-    init_logging(cli.log_format);
+    // The demo talks to a person: only warnings and errors from its servers.
+    let quiet = matches!(cli.command, Command::Demo(_));
+    init_logging(cli.log_format, if quiet { "warn" } else { "info" });
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
@@ -182,6 +285,8 @@ fn main() -> ExitCode {
             Command::Serve(args) => run_serve(args).await,
             Command::CheckConfig { path } => check_config(&path),
             Command::Origin(args) => run_origin(*args).await,
+            Command::Loadgen(args) => run_loadgen(*args).await,
+            Command::Demo(args) => run_demo(args).await,
         }
     });
     match result {
@@ -193,9 +298,9 @@ fn main() -> ExitCode {
     }
 }
 
-fn init_logging(format: LogFormat) {
+fn init_logging(format: LogFormat, default_level: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level));
     let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
     match format {
         LogFormat::Text => builder.init(),
@@ -357,5 +462,65 @@ async fn run_origin(a: OriginArgs) -> Result<(), Failure> {
         }
     });
     origin.run(listener, &base, tls, altoshield::http::shutdown_signal()).await;
+    Ok(())
+}
+
+async fn run_loadgen(a: LoadgenArgs) -> Result<(), Failure> {
+    use altoshield::loadgen::{self, LoadgenError, Policy, Trust};
+    let trust = match (a.ca, a.insecure) {
+        (Some(ca), _) => Trust::CaFile(ca),
+        (None, true) => Trust::Insecure,
+        (None, false) => Trust::System,
+    };
+    let options = loadgen::Options {
+        target: a.target,
+        peers: a.peers,
+        epoch: a.epoch,
+        new_per_epoch: a.new_per_epoch,
+        policy: match a.policy {
+            PolicyArg::All => Policy::All,
+            PolicyArg::New => Policy::New,
+        },
+        max_active: a.max_active,
+        max_candidates: a.max_candidates,
+        availability: a.availability,
+        threshold: a.threshold,
+        churn: a.churn,
+        map_clients: a.map_clients,
+        jitter: a.jitter,
+        duration: a.duration,
+        epochs: a.epochs,
+        max_rate: a.max_rate,
+        trust,
+        http2: a.http2,
+        connections: a.connections,
+        streams: a.streams,
+        timeout: a.timeout,
+        connect_timeout: a.timeout.min(Duration::from_secs(5)),
+        seed: a.seed,
+        origin_metrics: a.origin_metrics,
+        out: a.out,
+        progress: true,
+        label: None,
+    };
+    let report = loadgen::run(options).await.map_err(|e| match e {
+        LoadgenError::Usage(m) => usage(m),
+        other => runtime(other),
+    })?;
+    let mut out = std::io::stdout().lock();
+    let _ = out.write_all(report.render().as_bytes());
+    let _ = out.flush();
+    Ok(())
+}
+
+async fn run_demo(a: DemoArgs) -> Result<(), Failure> {
+    let options = altoshield::demo::DemoOptions { quick: a.quick, out: a.out };
+    let outcome = altoshield::demo::run(options).await.map_err(|e| runtime(format!("demo: {e:#}")))?;
+    let errors = outcome.shielded.totals.error_total();
+    // The folder is the last line: scripts take it from there.
+    announce(&format!("{}\n{}", outcome.table, outcome.folder.display()));
+    if errors > 0 {
+        return Err(runtime(format!("demo: {errors} errors through the shield (see the table)")));
+    }
     Ok(())
 }
