@@ -1317,12 +1317,16 @@ fn main() {
         ],
     );
     let origin_url = origin.startup_url("origin listening on ", deadline);
+    // The shield as the nginx comparison runs it (`forward`: exact cache and coalescing);
+    // BENCH_ECS_MODE picks another `ecs.mode`.
+    let ecs_mode = std::env::var("BENCH_ECS_MODE").unwrap_or_else(|_| "forward".to_string());
     let config = format!(
         "[listen]\naddr = \"127.0.0.1:0\"\ncert = {}\nkey = {}\n\n[admin]\naddr = \"127.0.0.1:0\"\n\n\
-         [origin]\nird = {}\n\n[cache]\ndefault_ttl = \"5m\"\n",
+         [origin]\nird = {}\n\n[cache]\ndefault_ttl = \"5m\"\n\n[ecs]\nmode = {}\n",
         toml_str(&cert_path),
         toml_str(&key_path),
-        toml_str(&format!("{origin_url}/directory"))
+        toml_str(&format!("{origin_url}/directory")),
+        toml_str(&ecs_mode)
     );
     let config_path = dir.write("shield.toml", &config);
     let mut shield = Server::spawn("shield", &["serve", "--config", &config_path]);
