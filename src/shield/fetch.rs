@@ -134,7 +134,7 @@ pub(super) async fn refresh_network_map(shield: &Arc<Shield>) -> Result<(), Shie
     let res = dir.resources.get(&dir.default_network_map).cloned().ok_or_else(|| {
         ShieldError::Ird(format!("the default network map `{}` is not in the IRD", dir.default_network_map))
     })?;
-    get_versioned(shield, &dir, &res).await.map(|_| ())
+    get(shield, &dir, &res).await.map(|_| ())
 }
 
 /// Whether a GET resource belongs to the generation: the default network map itself, or a GET
@@ -144,8 +144,9 @@ pub(super) fn is_versioned(dir: &Directory, res: &Resource) -> bool {
         && (res.id == dir.default_network_map || res.uses.contains(&dir.default_network_map))
 }
 
-/// A GET of a versioned map: fetched through the coalescer and installed into the generation.
-pub(super) async fn get_versioned(
+/// A GET, fetched through the coalescer: a versioned map is installed into the generation (see
+/// [`is_versioned`]), anything else is stored by TTL alone.
+pub(super) async fn get(
     shield: &Arc<Shield>,
     dir: &Arc<Directory>,
     res: &Resource,
@@ -158,8 +159,13 @@ pub(super) async fn get_versioned(
         }
         let reply = if res.id == dir.default_network_map {
             install_network_map(shield, dir, res, reply, info).await?
-        } else {
+        } else if is_versioned(dir, res) {
             install_dependent(shield, dir, res, reply, info).await?
+        } else {
+            if let (true, Some(entry)) = (reply.stored, reply.entry.clone()) {
+                shield.store.insert(crate::cache::Key::Get(Arc::from(res.id.as_str())), entry);
+            }
+            reply
         };
         Ok(Fetched::Shared(reply))
     })
@@ -266,7 +272,7 @@ async fn install_dependent(
         }
         // The dependent names another version: the network map may have moved on.
         let nm = dir.resources.get(&dir.default_network_map).cloned().ok_or(ShieldError::NotReady)?;
-        Box::pin(get_versioned(shield, dir, &nm)).await?;
+        Box::pin(get(shield, dir, &nm)).await?;
         refreshed = true;
     }
 }
@@ -298,7 +304,7 @@ pub(super) async fn post(
             // Answers carrying the network map's tag must match the version being served.
             if generation.as_deref() != Some(tag) {
                 let nm = dir.resources.get(&dir.default_network_map).cloned().ok_or(ShieldError::NotReady)?;
-                get_versioned(shield, dir, &nm).await?;
+                get(shield, dir, &nm).await?;
                 generation = shield.generation().map(|g| g.tag.clone());
                 if generation.as_deref() != Some(tag) {
                     return Err(ShieldError::Inconsistent {
@@ -321,26 +327,6 @@ pub(super) async fn post(
             }
             _ => Ok(Fetched::Shared(Reply { stored: false, ..reply })),
         }
-    })
-    .await
-}
-
-/// A GET of a resource outside the generation: cached by TTL alone.
-pub(super) async fn get_plain(
-    shield: &Arc<Shield>,
-    dir: &Arc<Directory>,
-    res: &Resource,
-) -> Result<(Reply, Role), ShieldError> {
-    let key = FlightKey::Get(Arc::from(res.id.as_str()));
-    coalesced(shield, key, || async {
-        let (reply, _) = origin_fetch(shield, dir, res, None).await?;
-        if reply.status != StatusCode::OK {
-            return Ok(Fetched::Private(reply));
-        }
-        if let (true, Some(entry)) = (reply.stored, reply.entry.clone()) {
-            shield.store.insert(crate::cache::Key::Get(Arc::from(res.id.as_str())), entry);
-        }
-        Ok(Fetched::Shared(reply))
     })
     .await
 }

@@ -243,11 +243,7 @@ async fn get(shield: &Arc<Shield>, dir: &Arc<Directory>, res: &Resource, wants: 
             // Serve stale now; one background refresh (coalesced with any under way).
             let (s, d, r) = (shield.clone(), dir.clone(), res.clone());
             tokio::spawn(async move {
-                let result = if versioned {
-                    fetch::get_versioned(&s, &d, &r).await
-                } else {
-                    fetch::get_plain(&s, &d, &r).await
-                };
+                let result = fetch::get(&s, &d, &r).await;
                 if let Err(e) = result {
                     tracing::warn!(resource = %r.id, error = %e, "background refresh failed");
                 }
@@ -256,11 +252,7 @@ async fn get(shield: &Arc<Shield>, dir: &Arc<Directory>, res: &Resource, wants: 
             return respond::entry(entry, wants, &status::stale(entry.ttl_left(now)), &shield.via_header);
         }
     }
-    let result = if versioned {
-        fetch::get_versioned(shield, dir, res).await
-    } else {
-        fetch::get_plain(shield, dir, res).await
-    };
+    let result = fetch::get(shield, dir, res).await;
     finish_fetch(shield, res, result, cached.as_deref(), wants)
 }
 

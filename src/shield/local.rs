@@ -140,7 +140,7 @@ pub(super) async fn numerical_cost_map(
             }
         }
         if attempt == 0 {
-            fetch::get_versioned(shield, dir, res).await?;
+            fetch::get(shield, dir, res).await?;
         }
     }
     Ok(None)
