@@ -300,6 +300,11 @@ pub(super) async fn answer(
         return None;
     }
     let Request::EndpointCost(r) = &prepared.request else { return None };
+    // A fresh exact-cache hit is the cheapest correct answer in every mode: leave it to the
+    // regular path before doing any per-pair work.
+    if exact_hit(shield, res, prepared) {
+        return None;
+    }
     let plan = plan(r)?;
     if mode == EcsMode::Aggregate {
         return aggregate(shield, dir, res, prepared, wants, &plan).await;
@@ -316,6 +321,13 @@ pub(super) async fn answer(
         }
         _ => verify(shield, dir, res, prepared, wants, &plan).await,
     }
+}
+
+/// Whether the exact cache holds a fresh answer to this very request for the current generation.
+fn exact_hit(shield: &Shield, res: &Resource, prepared: &Prepared) -> bool {
+    let Some(gen) = shield.generation() else { return false };
+    let key = Key::Post(Arc::from(res.id.as_str()), gen.tag.clone(), prepared.canonical.clone());
+    shield.store.get(&key).is_some_and(|e| e.is_fresh(Instant::now()))
 }
 
 fn serve_local(
