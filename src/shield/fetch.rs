@@ -295,6 +295,22 @@ pub(super) async fn post(
     let key = FlightKey::Post(Arc::from(res.id.as_str()), canonical.clone());
     coalesced(shield, key, || async {
         let gen_before = shield.generation().map(|g| g.tag.clone());
+        // A request that missed the cache just before another's fetch stored its answer becomes
+        // leader of a new flight: look again before asking the origin a second time.
+        if let Some(gen) = &gen_before {
+            let key = crate::cache::Key::Post(Arc::from(res.id.as_str()), gen.clone(), canonical.clone());
+            if let Some(entry) = shield.store.get(&key).filter(|e| e.is_fresh(Instant::now())) {
+                let reply = Reply {
+                    status: StatusCode::OK,
+                    media_type: entry.media_type.clone(),
+                    body: entry.body.clone(),
+                    headers: Vec::new(),
+                    entry: Some(entry),
+                    stored: true,
+                };
+                return Ok(Fetched::Shared(reply));
+            }
+        }
         let (reply, info) = origin_fetch(shield, dir, res, Some(canonical.clone())).await?;
         if reply.status != StatusCode::OK {
             return Ok(Fetched::Private(reply));
