@@ -134,7 +134,7 @@ pub(super) async fn refresh_network_map(shield: &Arc<Shield>) -> Result<(), Shie
     let res = dir.resources.get(&dir.default_network_map).cloned().ok_or_else(|| {
         ShieldError::Ird(format!("the default network map `{}` is not in the IRD", dir.default_network_map))
     })?;
-    get(shield, &dir, &res).await.map(|_| ())
+    refetch(shield, &dir, &res).await.map(|_| ())
 }
 
 /// Whether a GET resource belongs to the generation: the default network map itself, or a GET
@@ -151,8 +151,34 @@ pub(super) async fn get(
     dir: &Arc<Directory>,
     res: &Resource,
 ) -> Result<(Reply, Role), ShieldError> {
+    fetch_get(shield, dir, res, true).await
+}
+
+/// Like [`get`], but always asks the origin, even when a fresh copy is cached: for refreshing the
+/// network map ahead of its expiry, and when an answer names another version.
+pub(super) async fn refetch(
+    shield: &Arc<Shield>,
+    dir: &Arc<Directory>,
+    res: &Resource,
+) -> Result<(Reply, Role), ShieldError> {
+    fetch_get(shield, dir, res, false).await
+}
+
+async fn fetch_get(
+    shield: &Arc<Shield>,
+    dir: &Arc<Directory>,
+    res: &Resource,
+    fresh_will_do: bool,
+) -> Result<(Reply, Role), ShieldError> {
     let key = FlightKey::Get(Arc::from(res.id.as_str()));
     coalesced(shield, key, || async {
+        // A request that missed the cache just before another's fetch stored its answer becomes
+        // leader of a new flight: look again before asking the origin a second time.
+        if fresh_will_do {
+            if let Some(entry) = cached_get(shield, dir, res).filter(|e| e.is_fresh(Instant::now())) {
+                return Ok(Fetched::Shared(cached_reply(entry)));
+            }
+        }
         let (reply, info) = origin_fetch(shield, dir, res, None).await?;
         if reply.status != StatusCode::OK {
             return Ok(Fetched::Private(reply));
@@ -170,6 +196,27 @@ pub(super) async fn get(
         Ok(Fetched::Shared(reply))
     })
     .await
+}
+
+/// The cached copy of a GET resource: from the generation for versioned maps, else the store.
+pub(super) fn cached_get(shield: &Shield, dir: &Directory, res: &Resource) -> Option<Arc<Entry>> {
+    if is_versioned(dir, res) {
+        shield.generation().and_then(|g| g.maps.get(res.id.as_str()).cloned())
+    } else {
+        shield.store.get(&crate::cache::Key::Get(Arc::from(res.id.as_str())))
+    }
+}
+
+/// A stored entry as a reply.
+fn cached_reply(entry: Arc<Entry>) -> Reply {
+    Reply {
+        status: StatusCode::OK,
+        media_type: entry.media_type.clone(),
+        body: entry.body.clone(),
+        headers: Vec::new(),
+        entry: Some(entry),
+        stored: true,
+    }
 }
 
 /// Installs a fetched default network map: the same tag refreshes it in place; a new tag starts a
@@ -272,7 +319,7 @@ async fn install_dependent(
         }
         // The dependent names another version: the network map may have moved on.
         let nm = dir.resources.get(&dir.default_network_map).cloned().ok_or(ShieldError::NotReady)?;
-        Box::pin(get(shield, dir, &nm)).await?;
+        Box::pin(refetch(shield, dir, &nm)).await?;
         refreshed = true;
     }
 }
@@ -300,15 +347,7 @@ pub(super) async fn post(
         if let Some(gen) = &gen_before {
             let key = crate::cache::Key::Post(Arc::from(res.id.as_str()), gen.clone(), canonical.clone());
             if let Some(entry) = shield.store.get(&key).filter(|e| e.is_fresh(Instant::now())) {
-                let reply = Reply {
-                    status: StatusCode::OK,
-                    media_type: entry.media_type.clone(),
-                    body: entry.body.clone(),
-                    headers: Vec::new(),
-                    entry: Some(entry),
-                    stored: true,
-                };
-                return Ok(Fetched::Shared(reply));
+                return Ok(Fetched::Shared(cached_reply(entry)));
             }
         }
         let (reply, info) = origin_fetch(shield, dir, res, Some(canonical.clone())).await?;
@@ -320,7 +359,7 @@ pub(super) async fn post(
             // Answers carrying the network map's tag must match the version being served.
             if generation.as_deref() != Some(tag) {
                 let nm = dir.resources.get(&dir.default_network_map).cloned().ok_or(ShieldError::NotReady)?;
-                get(shield, dir, &nm).await?;
+                refetch(shield, dir, &nm).await?;
                 generation = shield.generation().map(|g| g.tag.clone());
                 if generation.as_deref() != Some(tag) {
                     return Err(ShieldError::Inconsistent {
