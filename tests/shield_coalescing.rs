@@ -182,7 +182,9 @@ async fn a_thousand_identical_endpoint_cost_requests_reach_the_origin_once() {
 
 /// Purges GET resource `pick(dir)` from a ready shield, then sends it a herd of GETs.
 async fn get_herd_after_purge(pick: fn(&Directory) -> String) {
-    let (origin, cert, shield) = start("50").await;
+    // A slow origin keeps the leader's fetch open while a loaded 2-core machine delivers the whole
+    // herd, so that the herd really meets a fetch in flight.
+    let (origin, cert, shield) = start("300").await;
     let clients = warm_clients(&cert, &shield).await;
     let dir = Directory::fetch(&clients[0], &shield.directory_url()).await;
     let id = pick(&dir);
