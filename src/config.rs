@@ -65,6 +65,10 @@ pub const DEFAULT_ECS_MODE: EcsMode = EcsMode::Auto;
 pub const DEFAULT_RANK_LOCALLY: bool = false;
 /// `ecs.merge_waste`: how many pairs a merged origin request may compute per pair asked for.
 pub const DEFAULT_MERGE_WASTE: f64 = 1.0;
+/// `ecs.merge_window`: how long a miss on an idle lane waits for others to join its origin request.
+pub const DEFAULT_MERGE_WINDOW: Duration = Duration::ZERO;
+/// The longest `ecs.merge_window` accepted: a window is a short delay, never a schedule.
+pub const MAX_MERGE_WINDOW: Duration = Duration::from_secs(1);
 /// `ecs.auto_warmup`: origin answers compared with the local computation before `auto` trusts it.
 pub const DEFAULT_AUTO_WARMUP: u64 = 200;
 /// `ecs.auto_sample`: fraction of requests still compared once `auto` trusts local answers.
@@ -316,6 +320,9 @@ pub struct Ecs {
     pub rank_locally: bool,
     /// Pairs a merged origin request may compute per pair asked for, at least 1.0.
     pub merge_waste: f64,
+    /// How long pair misses on an idle lane wait for others before their origin request leaves;
+    /// zero: they leave at once (while the lane is busy they queue for its next round anyway).
+    pub merge_window: Duration,
     /// Matching origin answers before `auto` trusts local ones.
     pub auto_warmup: u64,
     /// Fraction of requests still compared afterwards, in [0, 1].
@@ -328,6 +335,7 @@ impl Default for Ecs {
             mode: DEFAULT_ECS_MODE,
             rank_locally: DEFAULT_RANK_LOCALLY,
             merge_waste: DEFAULT_MERGE_WASTE,
+            merge_window: DEFAULT_MERGE_WINDOW,
             auto_warmup: DEFAULT_AUTO_WARMUP,
             auto_sample: DEFAULT_AUTO_SAMPLE,
         }

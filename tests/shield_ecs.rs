@@ -297,3 +297,71 @@ async fn forward_mode_never_answers_endpoint_costs_locally() {
         assert!(status.contains("fwd=miss"), "{body}: {status}");
     }
 }
+
+/// A merged origin request the origin refuses is retried per client: the origin here computes at
+/// most 4 pairs per request, the clients ask for 2 each (one asks for 5), `ecs.merge_waste = 4`
+/// lets their misses merge (4 clients × 2 destinations = 32 pairs computed for 8 needed), and a
+/// 100 ms `ecs.merge_window` makes them leave together. Every client asking for 2 pairs gets the
+/// origin's answer; the one asking for 5 gets the origin's own refusal.
+#[tokio::test(flavor = "multi_thread")]
+async fn aggregate_retries_a_refused_merged_request_per_client() {
+    let s = setup(
+        &["--max-ecs-pairs", "4", "--delay-ms", "50"],
+        &[("ecs.mode", "\"aggregate\""), ("ecs.merge_waste", "4"), ("ecs.merge_window", "\"100ms\"")],
+    )
+    .await;
+    const CLIENTS: usize = 12;
+    let bad = 5;
+    let bodies: Vec<Value> = (0..CLIENTS)
+        .map(|i| {
+            let dsts: Vec<String> = if i == bad {
+                (0..5).map(|k| format!("ipv4:203.0.113.{}", 100 + k)).collect()
+            } else {
+                vec![format!("ipv4:192.0.2.{}", 10 + i), format!("ipv4:203.0.113.{}", 10 + i)]
+            };
+            json!({"cost-type": cost_type("routingcost", "numerical"),
+                   "endpoints": {"srcs": [format!("ipv4:10.1.{i}.1")], "dsts": dsts}})
+        })
+        .collect();
+    // Connected first, then released together, so their misses meet in one merge window.
+    let gate = std::sync::Arc::new(tokio::sync::Barrier::new(CLIENTS));
+    let mut tasks = Vec::new();
+    for body in bodies {
+        let (dir, ecs, gate, url) = (s.dir.clone(), s.ecs.clone(), gate.clone(), s.shield.directory_url());
+        tasks.push(tokio::spawn(async move {
+            let client = TestClient::http1();
+            assert_eq!(client.get(&url, None).await.status, 200);
+            gate.wait().await;
+            let r = post_to(&client, &dir, &ecs, &body).await;
+            (body, r)
+        }));
+    }
+    let mut answers = Vec::new();
+    for t in tasks {
+        answers.push(t.await.expect("task"));
+    }
+    for (i, (body, through)) in answers.iter().enumerate() {
+        let direct = post_to(&s.direct, &s.origin_dir, &s.ecs, body).await;
+        if i == bad {
+            assert_eq!(direct.status, 400, "{body}: the origin refuses 5 pairs: {}", direct.describe());
+        } else {
+            assert_eq!(through.status, 200, "{body}: {}", through.describe());
+            // Its pairs came from the retried pair fetch, not from forwarding the request as is.
+            let status = through.header("cache-status").unwrap_or_default();
+            assert!(status.contains("detail=aggregated"), "{body}: {status}");
+        }
+        assert_eq!(through.status, direct.status, "{body}: {}", through.describe());
+        assert_eq!(through.json(), direct.json(), "{body}");
+    }
+    // Some origin requests carried several clients' misses (and were refused: more than 4 pairs).
+    let m = s.shield.metrics().await;
+    let per = "altoshield_ecs_clients_per_origin_request";
+    let (fetches, clients) =
+        (metric(&m, &format!("{per}_count"), &[]), metric(&m, &format!("{per}_sum"), &[]));
+    assert!(clients > fetches, "no merged origin request: {fetches} requests for {clients} clients");
+    let refused = metric(&m, "altoshield_origin_requests_total", &[("resource", &s.ecs), ("status", "400")]);
+    assert!(refused >= 2.0, "the merged request and the 5-pair client's were refused: {refused}");
+    // The first misses waited for the window before leaving.
+    let waited = metric(&m, "altoshield_ecs_merge_wait_seconds_sum", &[]);
+    assert!(waited >= 0.1, "merge wait {waited} s");
+}

@@ -127,6 +127,9 @@ fn ecs(p: &mut Problems, raw: RawEcs) -> Ecs {
         merge_waste: p
             .ratio("ecs.merge_waste", raw.merge_waste, 1.0, f64::INFINITY)
             .unwrap_or(DEFAULT_MERGE_WASTE),
+        merge_window: p
+            .duration_at_most("ecs.merge_window", raw.merge_window, MAX_MERGE_WINDOW)
+            .unwrap_or(DEFAULT_MERGE_WINDOW),
         auto_warmup: p.count("ecs.auto_warmup", raw.auto_warmup, 0).unwrap_or(DEFAULT_AUTO_WARMUP),
         auto_sample: p.ratio("ecs.auto_sample", raw.auto_sample, 0.0, 1.0).unwrap_or(DEFAULT_AUTO_SAMPLE),
     }
@@ -250,6 +253,16 @@ impl Problems<'_> {
     fn duration(&mut self, key: &str, value: Option<Value>) -> Option<Duration> {
         let text = self.string(key, value, "a duration string such as \"30s\" or \"1m30s\"")?;
         parse_duration(&text).map_err(|e| self.push(key, e)).ok()
+    }
+
+    /// A duration no longer than `max`.
+    fn duration_at_most(&mut self, key: &str, value: Option<Value>, max: Duration) -> Option<Duration> {
+        let d = self.duration(key, value)?;
+        if d > max {
+            self.push(key, format!("must be at most {}ms, found {}ms", max.as_millis(), d.as_millis()));
+            return None;
+        }
+        Some(d)
     }
 
     /// A duration greater than zero.

@@ -77,6 +77,7 @@ pub(super) struct RawEcs {
     pub mode: Option<Value>,
     pub rank_locally: Option<Value>,
     pub merge_waste: Option<Value>,
+    pub merge_window: Option<Value>,
     pub auto_warmup: Option<Value>,
     pub auto_sample: Option<Value>,
 }

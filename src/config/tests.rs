@@ -406,6 +406,12 @@ fn ecs_tuning_keys_are_checked() {
     );
     let found = problems("ecs.auto_sample = nan\n");
     assert!(found[0].starts_with("ecs.auto_sample: must be a number in [0, 1]"), "{found:?}");
+    assert_eq!(ok("ecs.merge_window = \"2ms\"\n").ecs.merge_window, Duration::from_millis(2));
+    assert_eq!(Ecs::default().merge_window, Duration::ZERO);
+    let found = problems("ecs.merge_window = \"2s\"\n");
+    assert_eq!(found, ["ecs.merge_window: must be at most 1000ms, found 2000ms"]);
+    let found = problems("ecs.merge_window = 5\n");
+    assert!(found[0].starts_with("ecs.merge_window: expected a duration string"), "{found:?}");
 }
 
 #[test]
@@ -549,7 +555,7 @@ fn the_example_files_commented_ecs_values_are_valid() {
         .filter(|line| line.contains(" = "))
         .map(|line| format!("ecs.{line}\n"))
         .collect();
-    assert_eq!(uncommented.lines().count(), 4, "{uncommented}");
+    assert_eq!(uncommented.lines().count(), 5, "{uncommented}");
     let ecs = ok(&uncommented).ecs;
     assert_eq!(ecs, Ecs { mode: ecs.mode, ..Ecs::default() });
 }

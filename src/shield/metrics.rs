@@ -67,6 +67,7 @@ pub struct Metrics {
     ecs_pairs: Family<EcsPairLabels, Counter>,
     ecs_mismatches: Family<ResourceLabel, Counter>,
     ecs_clients_per_fetch: Histogram,
+    ecs_merge_wait: Histogram,
 }
 
 impl Default for Metrics {
@@ -123,8 +124,16 @@ impl Default for Metrics {
             "Client requests each endpoint-cost pair fetch from the origin answered",
             ecs_clients_per_fetch.clone(),
         );
+        // 10 µs to ~5 s: a lone miss should sit in the lowest buckets.
+        let ecs_merge_wait = Histogram::new(exponential_buckets(0.00001, 2.0, 20));
+        registry.register(
+            "altoshield_ecs_merge_wait_seconds",
+            "Time a request's missing endpoint-cost pairs queued before their origin request left",
+            ecs_merge_wait.clone(),
+        );
         Metrics {
             ecs_clients_per_fetch,
+            ecs_merge_wait,
             ecs_pairs,
             ecs_mismatches,
             registry,
@@ -163,6 +172,11 @@ impl Metrics {
     /// One origin pair fetch (`ecs.mode = "aggregate"`) and how many client requests it answered.
     pub fn ecs_clients_per_fetch(&self, clients: u64) {
         self.ecs_clients_per_fetch.observe(clients as f64);
+    }
+
+    /// How long one request's missing pairs queued before their origin request left.
+    pub fn ecs_merge_wait(&self, seconds: f64) {
+        self.ecs_merge_wait.observe(seconds);
     }
 
     /// An origin endpoint-cost answer that differed from the local computation.

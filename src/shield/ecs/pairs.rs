@@ -8,8 +8,9 @@
 //! Misses of different requests for the same (resource, metric) leave together, group-commit
 //! style: while `LANE_IN_FLIGHT` rounds of origin requests are under way, new misses queue and
 //! go in the next round, merged only where srcs × dsts computes no pair nobody asked for, unless
-//! `ecs.merge_waste` allows a bounded ratio; a merged request the origin refuses is retried per
-//! client. The pair cache is bounded by `cache.max_bytes` (reckoned at `PAIR_BYTES` a pair).
+//! `ecs.merge_waste` allows a bounded ratio. A miss on an idle lane leaves at once, or after
+//! `ecs.merge_window` when one is configured. A merged request the origin refuses (4xx) is
+//! retried per client, concurrently, so one bad request cannot fail the others. The pair cache is bounded by `cache.max_bytes` (reckoned at `PAIR_BYTES` a pair).
 //!
 //! It owns the pair tables, their in-flight claims and the merge queues. It must not: cache
 //! anything but numerical costs; keep a pair across a generation change; serve a pair past its
@@ -247,6 +248,8 @@ const LANE_IN_FLIGHT: usize = 8;
 /// One request's missing pairs (`srcs` × `dsts`), waiting for a round.
 struct Job {
     generation: Arc<str>,
+    /// When it was queued: the merge wait is measured from here to its round's start.
+    queued: Instant,
     srcs: Vec<TypedAddr>,
     dsts: Vec<TypedAddr>,
     reply: tokio::sync::oneshot::Sender<Option<HashMap<Pair, Option<Value>>>>,
@@ -283,7 +286,7 @@ fn submit(
 ) -> Answer {
     let (tx, rx) = tokio::sync::oneshot::channel();
     let key = (res.id.clone(), metric.to_string());
-    let job = Job { generation: generation.clone(), srcs, dsts, reply: tx };
+    let job = Job { generation: generation.clone(), queued: Instant::now(), srcs, dsts, reply: tx };
     let start = {
         let mut lanes = shield.ecs.pairs.lanes.lock().unwrap_or_else(|e| e.into_inner());
         let lane = lanes.entry(key.clone()).or_default();
@@ -302,7 +305,8 @@ fn submit(
     rx
 }
 
-/// Sends the lane's queue in rounds until it is empty.
+/// Sends the lane's queue in rounds until it is empty. A driver started on an idle lane first
+/// waits `ecs.merge_window` (if any) for other misses to join its first round.
 async fn drive(
     shield: Arc<Shield>,
     dir: Arc<Directory>,
@@ -310,6 +314,10 @@ async fn drive(
     metric: String,
     key: (String, String),
 ) {
+    let window = shield.config.ecs.merge_window;
+    if !window.is_zero() {
+        tokio::time::sleep(window).await;
+    }
     loop {
         let jobs = {
             let mut lanes = shield.ecs.pairs.lanes.lock().unwrap_or_else(|e| e.into_inner());
@@ -320,6 +328,10 @@ async fn drive(
             }
             std::mem::take(&mut lane.pending)
         };
+        let now = Instant::now();
+        for job in &jobs {
+            shield.metrics.ecs_merge_wait(now.saturating_duration_since(job.queued).as_secs_f64());
+        }
         // The round's origin requests leave together.
         let mut round = tokio::task::JoinSet::new();
         for batch in pack(jobs, shield.config.ecs.merge_waste) {
@@ -371,7 +383,8 @@ fn pack(jobs: Vec<Job>, waste: f64) -> Vec<Vec<Job>> {
 }
 
 /// One origin request for a batch; each job gets its own pairs. A merged request the origin
-/// refuses is retried per job, so one bad request cannot fail the others.
+/// refuses is retried per job, all at once, so one bad request cannot fail the others; any other
+/// failure fails the batch (each client's request is then forwarded as it is).
 async fn run_batch(
     shield: &Arc<Shield>,
     dir: &Arc<Directory>,
@@ -380,31 +393,39 @@ async fn run_batch(
     batch: Vec<Job>,
 ) {
     let Some(generation) = batch.first().map(|j| j.generation.clone()) else { return };
-    let srcs: Vec<TypedAddr> = batch
-        .iter()
-        .flat_map(|j| j.srcs.iter().copied())
-        .collect::<std::collections::BTreeSet<_>>()
-        .into_iter()
-        .collect();
-    let dsts: Vec<TypedAddr> = batch
-        .iter()
-        .flat_map(|j| j.dsts.iter().copied())
-        .collect::<std::collections::BTreeSet<_>>()
-        .into_iter()
-        .collect();
+    let union = |part: fn(&Job) -> &[TypedAddr]| -> Vec<TypedAddr> {
+        let set: std::collections::BTreeSet<TypedAddr> =
+            batch.iter().flat_map(|j| part(j).iter().copied()).collect();
+        set.into_iter().collect()
+    };
+    let (srcs, dsts) = (union(|j| &j.srcs), union(|j| &j.dsts));
     shield.metrics.ecs_clients_per_fetch(batch.len() as u64);
     let merged = fetch_group(shield, dir, res, metric, &generation, &srcs, &dsts).await;
-    let single = batch.len() == 1;
-    for job in batch {
-        let mine = match &merged {
-            Some(all) => Some(pick(all, &job.srcs, &job.dsts)),
-            None if single => None,
-            None => {
-                shield.metrics.ecs_clients_per_fetch(1);
-                fetch_group(shield, dir, res, metric, &generation, &job.srcs, &job.dsts).await
+    match merged {
+        Ok(all) => {
+            for job in batch {
+                let _ = job.reply.send(Some(pick(&all, &job.srcs, &job.dsts)));
             }
-        };
-        let _ = job.reply.send(mine);
+        }
+        Err(Failure::Refused) if batch.len() > 1 => {
+            let mut retries = tokio::task::JoinSet::new();
+            for job in batch {
+                let (shield, dir, res) = (shield.clone(), dir.clone(), res.clone());
+                let (metric, generation) = (metric.to_string(), generation.clone());
+                retries.spawn(async move {
+                    shield.metrics.ecs_clients_per_fetch(1);
+                    let mine =
+                        fetch_group(&shield, &dir, &res, &metric, &generation, &job.srcs, &job.dsts).await;
+                    let _ = job.reply.send(mine.ok());
+                });
+            }
+            while retries.join_next().await.is_some() {}
+        }
+        Err(_) => {
+            for job in batch {
+                let _ = job.reply.send(None);
+            }
+        }
     }
 }
 
@@ -422,6 +443,17 @@ fn pick(
     out
 }
 
+/// Why an origin pair request gave no pairs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Failure {
+    /// The origin refused the request (4xx).
+    Refused,
+    /// Any other failure: transport, timeout, 5xx, an answer that does not parse.
+    Failed,
+}
+
+/// Asks the origin for `srcs` × `dsts` (numerical, no constraints) and stores the answer in the
+/// pair table, pairs it omits as absent, unless the generation changed meanwhile.
 async fn fetch_group(
     shield: &Arc<Shield>,
     dir: &Arc<Directory>,
@@ -430,7 +462,7 @@ async fn fetch_group(
     generation: &Arc<str>,
     srcs: &[TypedAddr],
     dsts: &[TypedAddr],
-) -> Option<HashMap<Pair, Option<Value>>> {
+) -> Result<HashMap<Pair, Option<Value>>, Failure> {
     let request = Request::EndpointCost(EndpointCostParams {
         cost_type: Some(CostType::new(metric, "numerical")),
         constraints: None,
@@ -442,11 +474,14 @@ async fn fetch_group(
         extra: Default::default(),
     });
     let body = Bytes::from(canon::canonical_bytes(&request));
-    let (reply, _) = fetch::post(shield, dir, res, body).await.ok()?;
-    if reply.status != StatusCode::OK {
-        return None;
+    let (reply, _) = fetch::post(shield, dir, res, body).await.map_err(|_| Failure::Failed)?;
+    if reply.status.is_client_error() {
+        return Err(Failure::Refused);
     }
-    let answer: EndpointCostResponse = serde_json::from_slice(&reply.body).ok()?;
+    if reply.status != StatusCode::OK {
+        return Err(Failure::Failed);
+    }
+    let answer: EndpointCostResponse = serde_json::from_slice(&reply.body).map_err(|_| Failure::Failed)?;
     let mut given: HashMap<Pair, Value> = HashMap::new();
     for (s, row) in &answer.endpoint_cost_map {
         let Ok(s) = TypedAddr::parse(s) else { continue };
@@ -478,7 +513,7 @@ async fn fetch_group(
             t.pairs.insert(*p, (v.clone(), expires));
         }
     }
-    Some(out)
+    Ok(out)
 }
 
 #[cfg(test)]
@@ -493,6 +528,7 @@ mod tests {
         let (reply, _) = tokio::sync::oneshot::channel();
         Job {
             generation: Arc::from("g1"),
+            queued: Instant::now(),
             srcs: srcs.iter().map(|s| a(s)).collect(),
             dsts: dsts.iter().map(|d| a(d)).collect(),
             reply,
