@@ -14,7 +14,11 @@ use super::validate::Request;
 
 /// The canonical form of a validated request.
 pub fn canonicalize(req: &Request) -> Request {
-    let mut req = req.clone();
+    into_canonical(req.clone())
+}
+
+/// [`canonicalize`], consuming the request.
+pub fn into_canonical(mut req: Request) -> Request {
     match &mut req {
         Request::FilteredNetworkMap(r) => {
             set(&mut r.pids);
@@ -59,9 +63,13 @@ pub fn canonicalize(req: &Request) -> Request {
 /// upstream. Members come out in a fixed order (the modelled fields first, then unknown members
 /// sorted by name), so equal canonical forms give equal bytes.
 pub fn canonical_bytes(req: &Request) -> Vec<u8> {
-    let req = canonicalize(req);
+    to_bytes(&canonicalize(req))
+}
+
+/// The bytes of a request that is already canonical (see [`canonical_bytes`]).
+pub fn to_bytes(req: &Request) -> Vec<u8> {
     // These types hold strings, arrays and JSON values only: serialising cannot fail.
-    let bytes = match &req {
+    let bytes = match req {
         Request::FilteredNetworkMap(r) => serde_json::to_vec(r),
         Request::FilteredCostMap(r) => serde_json::to_vec(r),
         Request::EndpointProp(r) => serde_json::to_vec(r),

@@ -381,11 +381,10 @@ fn prepare(
         _ => false,
     };
     let request = with_implicit_endpoints(request, client);
-    let prepared = Arc::new(Prepared {
-        canonical: Bytes::from(canon::canonical_bytes(&request)),
-        spellings: spellings(&request),
-        request: canon::canonicalize(&request),
-    });
+    let spellings = spellings(&request);
+    let request = canon::into_canonical(request);
+    let prepared =
+        Arc::new(Prepared { canonical: Bytes::from(canon::to_bytes(&request)), spellings, request });
     if !implicit {
         shield.prepared.insert(memo_key, prepared.clone());
     }
@@ -488,11 +487,11 @@ fn spellings(request: &AltoRequest) -> Spellings {
 fn first_spellings(list: &[String]) -> Vec<(String, String)> {
     let mut first: Vec<(String, String)> = Vec::new();
     for s in list {
-        if let Ok(a) = TypedAddr::parse(s) {
-            let canonical = a.to_string();
-            if !first.iter().any(|(c, _)| *c == canonical) {
-                first.push((canonical, s.clone()));
-            }
+        let Ok(a) = TypedAddr::parse(s) else { continue };
+        // A parsed `ipv4:` address is canonical as written (the parser refuses leading zeros).
+        let canonical = if s.starts_with("ipv4:") { s.clone() } else { a.to_string() };
+        if !first.iter().any(|(c, _)| *c == canonical) {
+            first.push((canonical, s.clone()));
         }
     }
     first.retain(|(canonical, spelled)| canonical != spelled);
@@ -537,4 +536,29 @@ pub(super) fn rekey(entry: &Arc<crate::cache::Entry>, spellings: &Spellings) -> 
     );
     e.stored_at = entry.stored_at;
     Arc::new(e)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::first_spellings;
+
+    fn list(items: &[&str]) -> Vec<String> {
+        items.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn the_first_spelling_of_each_address_is_kept_when_it_is_not_canonical() {
+        let got = first_spellings(&list(&[
+            "ipv4:192.0.2.1",
+            "IPV4:192.0.2.1",
+            "IPV4:198.51.100.7",
+            "ipv4:198.51.100.7",
+            "IPv6:2001:DB8::1",
+            "ipv6:2001:db8::1",
+            "ipv6:2001:db8::2",
+        ]));
+        let want = [("ipv4:198.51.100.7", "IPV4:198.51.100.7"), ("ipv6:2001:db8::1", "IPv6:2001:DB8::1")];
+        let want: Vec<(String, String)> = want.iter().map(|(c, s)| (c.to_string(), s.to_string())).collect();
+        assert_eq!(got, want);
+    }
 }

@@ -316,7 +316,10 @@ async fn drive(
 ) {
     let window = shield.config.ecs.merge_window;
     if !window.is_zero() {
-        tokio::time::sleep(window).await;
+        // The timer rounds deadlines up to its next millisecond tick: asking for one tick less
+        // keeps the wait within the window (a 1 ms window waits one to two ticks).
+        let tick = Duration::from_millis(1);
+        tokio::time::sleep(if window > tick { window - tick } else { window }).await;
     }
     loop {
         let jobs = {
