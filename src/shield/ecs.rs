@@ -345,8 +345,9 @@ fn serve_local(
 }
 
 /// Forwards the request (coalesced, as the regular path does) and, when this request led the
-/// origin fetch and the generation did not change meanwhile, compares the origin's answer with
-/// the local computation. The client gets the origin's answer.
+/// origin fetch, compares the origin's answer with the local computation. Only the leader
+/// computes, after its fetch: a herd waiting on the same fetch does no per-request work. The
+/// client gets the origin's answer.
 async fn verify(
     shield: &Arc<Shield>,
     dir: &Arc<Directory>,
@@ -364,18 +365,11 @@ async fn verify(
         // path serves it; nothing new to compare.
         return None;
     }
-    let computed = compute_local(shield, dir, res, plan).await?;
     let result = fetch::post(shield, dir, res, prepared.canonical.clone()).await;
     if let Ok((reply, Role::Miss)) = &result {
-        let same_generation = shield.generation().is_some_and(|g| g.tag == computed.generation);
-        if reply.status == StatusCode::OK && same_generation {
+        if reply.status == StatusCode::OK {
             shield.metrics.ecs_pairs(&res.id, "origin", plan.pairs());
-            let origin: Option<serde_json::Value> = serde_json::from_slice(&reply.body).ok();
-            let matched = origin.as_ref() == Some(&computed.value);
-            if !matched {
-                tracing::debug!(resource = %res.id, "origin endpoint costs differ from the local computation");
-            }
-            shield.auto_compared(&res.id, matched);
+            compare(shield, dir, res, plan, &gen.tag, &reply.body).await;
         }
     }
     let result = result.map(|(mut reply, role)| {
@@ -386,6 +380,40 @@ async fn verify(
     });
     let stale = cached.map(|e| rekey(&e, &prepared.spellings));
     Some(finish_fetch(shield, res, result, stale.as_deref(), wants))
+}
+
+/// Compares an origin answer, fetched while `generation` was current, with the local
+/// computation, and counts the comparison only if the network-map version was the same before
+/// and after it. A mismatch may only mean that the origin has published a version the shield
+/// has not seen yet (every cost changes with a version): the network map is asked for again
+/// first, and the mismatch counts only if its version is still the same.
+async fn compare(
+    shield: &Arc<Shield>,
+    dir: &Arc<Directory>,
+    res: &Resource,
+    plan: &Plan,
+    generation: &Arc<str>,
+    origin_body: &Bytes,
+) {
+    let Some(computed) = compute_local(shield, dir, res, plan).await else { return };
+    if computed.generation != *generation {
+        return;
+    }
+    let origin: Option<serde_json::Value> = serde_json::from_slice(origin_body).ok();
+    if origin.as_ref() == Some(&computed.value) {
+        shield.auto_compared(&res.id, true);
+        return;
+    }
+    if let Err(e) = fetch::refresh_network_map(shield).await {
+        tracing::debug!(resource = %res.id, error = %e, "cannot confirm the network-map version; comparison not counted");
+        return;
+    }
+    if shield.generation().is_none_or(|g| g.tag != *generation) {
+        tracing::debug!(resource = %res.id, "the network map changed under a comparison; not counted");
+        return;
+    }
+    tracing::debug!(resource = %res.id, "origin endpoint costs differ from the local computation");
+    shield.auto_compared(&res.id, false);
 }
 
 /// `aggregate`: numerical costs from the pair cache and the origin (missing pairs only), then
