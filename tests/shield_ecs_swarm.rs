@@ -95,7 +95,10 @@ fn pairs_of(body: &Value) -> Vec<(String, String)> {
 }
 
 struct Figures {
+    /// Endpoint-cost requests the origin served.
     requests: f64,
+    /// Requests the origin served for every resource (maps, version checks, the IRD).
+    all_requests: f64,
     pairs: f64,
     asked_pairs: usize,
     distinct_pairs: usize,
@@ -143,6 +146,8 @@ async fn run(ecs: &[(&str, &str)]) -> Figures {
     let figures = Figures {
         requests: count(&after, "altoshield_origin_served_total")
             - count(&before, "altoshield_origin_served_total"),
+        all_requests: metric(&after, "altoshield_origin_served_total", &[])
+            - metric(&before, "altoshield_origin_served_total", &[]),
         pairs: count(&after, "altoshield_origin_ecs_pairs_total")
             - count(&before, "altoshield_origin_ecs_pairs_total"),
         asked_pairs: asked,
@@ -157,8 +162,14 @@ async fn run(ecs: &[(&str, &str)]) -> Figures {
         assert_eq!(*answer, expected.json(), "{body}");
     }
     eprintln!(
-        "ecs {ecs:?}: {} client requests, {} pairs asked ({} distinct); origin: {} requests, {} pairs",
-        figures.client_requests, figures.asked_pairs, figures.distinct_pairs, figures.requests, figures.pairs
+        "ecs {ecs:?}: {} client requests, {} pairs asked ({} distinct); origin: {} endpoint-cost requests, \
+         {} pairs; {} requests to all resources",
+        figures.client_requests,
+        figures.asked_pairs,
+        figures.distinct_pairs,
+        figures.requests,
+        figures.pairs,
+        figures.all_requests
     );
     figures
 }

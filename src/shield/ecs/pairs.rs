@@ -12,10 +12,19 @@
 //! `ecs.merge_window` when one is configured. A merged request the origin refuses (4xx) is
 //! retried per client, concurrently, so one bad request cannot fail the others. The pair cache is bounded by `cache.max_bytes` (reckoned at `PAIR_BYTES` a pair).
 //!
+//! Endpoint-cost answers name no version, and the origin may publish a new network map before
+//! the shield sees it: pairs fetched then belong to a version the shield does not know, and
+//! mixed with cached pairs they would make an answer no version of the origin gives. So after
+//! each round of pair fetches one small request asks the origin which network-map version it
+//! serves ([`origin_tag`]); a round's pairs are stored, and served beside other pairs, only if
+//! that is still the generation they were asked for. A request whose pairs all come from one
+//! origin answer is one version by itself and is answered without waiting for that check.
+//!
 //! It owns the pair tables, their in-flight claims and the merge queues. It must not: cache
 //! anything but numerical costs; keep a pair across a generation change; serve a pair past its
 //! TTL; leave a claim behind when the claiming request is dropped (a guard releases it and wakes
-//! the waiters); merge requests of different generations.
+//! the waiters); merge requests of different generations; store or mix pairs whose version the
+//! origin has not confirmed.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
@@ -93,15 +102,15 @@ fn table<'a>(
 
 /// Releases a flight's claims when dropped (also when the request is cancelled) and wakes the
 /// requests waiting on it.
-struct Claim<'a> {
-    shield: &'a Shield,
+struct Claim {
+    shield: Arc<Shield>,
     key: (String, String),
     id: u64,
     pairs: Vec<Pair>,
     done: Option<watch::Sender<()>>,
 }
 
-impl Drop for Claim<'_> {
+impl Drop for Claim {
     fn drop(&mut self) {
         let mut tables = self.shield.ecs.pairs.lock();
         if let Some(t) = tables.get_mut(&self.key) {
@@ -189,14 +198,15 @@ pub async fn gather(
         if mine.is_empty() && wait.is_empty() {
             return Some(out);
         }
-        let done = (!mine.is_empty()).then_some(tx);
-        let claim = Claim { shield, key: key.clone(), id, pairs: mine, done };
-        if !claim.pairs.is_empty() {
-            let fetched = fetch_pairs(shield, dir, res, metric, &generation, &claim.pairs).await?;
+        // Every pair of the request is missing and nobody else is fetching any: its answer can be
+        // one origin answer, consistent by itself.
+        let whole = out.costs.is_empty() && wait.is_empty() && mine.len() == srcs.len() * dsts.len();
+        if !mine.is_empty() {
+            let claim = Claim { shield: shield.clone(), key: key.clone(), id, pairs: mine, done: Some(tx) };
+            let fetched = fetch_pairs(shield, dir, res, metric, &generation, claim, whole).await?;
             out.from_origin += fetched.len() as u64;
             out.costs.extend(fetched);
         }
-        drop(claim);
         let timeout = shield.config.limits.coalesce_timeout;
         for mut r in wait {
             // Woken when the other flight's sender is dropped (done, failed or cancelled).
@@ -206,44 +216,54 @@ pub async fn gather(
     None
 }
 
-/// Asks the origin for `pairs` (numerical, no constraints), sources with the same missing
-/// destinations in one request; stores what it answers (absent pairs as absent) when the
-/// generation did not change meanwhile. `None` on any failure or non-200 answer.
+/// Asks the origin for the claimed pairs (numerical, no constraints), sources with the same
+/// missing destinations in one request. The claim is released once the pairs are stored (or
+/// failed): by the round that fetched them when this request's answer may go before the version
+/// check, else here, after the answers, which come after it. `None` on any failure.
 async fn fetch_pairs(
     shield: &Arc<Shield>,
     dir: &Arc<Directory>,
     res: &Resource,
     metric: &str,
     generation: &Arc<str>,
-    pairs: &[Pair],
+    claim: Claim,
+    whole: bool,
 ) -> Option<HashMap<Pair, Option<Value>>> {
     // Per source its missing destinations; then sources with equal sets grouped.
     let mut by_src: BTreeMap<TypedAddr, Vec<TypedAddr>> = BTreeMap::new();
-    for (s, d) in pairs {
+    for (s, d) in &claim.pairs {
         by_src.entry(*s).or_default().push(*d);
     }
     let mut groups: BTreeMap<Vec<TypedAddr>, Vec<TypedAddr>> = BTreeMap::new();
     for (s, ds) in by_src {
         groups.entry(ds).or_default().push(s);
     }
-    let mut waiting = Vec::new();
+    // Bounded origin requests: the sources split when the product is large.
+    let mut parts: Vec<(Vec<TypedAddr>, Vec<TypedAddr>)> = Vec::new();
     for (dsts, srcs) in groups {
-        // Bounded origin requests: split the sources when the product is large.
         let per = (MAX_PAIRS_PER_FETCH / dsts.len().max(1)).max(1);
-        for chunk in srcs.chunks(per) {
-            waiting.push(submit(shield, dir, res, metric, generation, chunk.to_vec(), dsts.clone()));
-        }
+        parts.extend(srcs.chunks(per).map(|chunk| (chunk.to_vec(), dsts.clone())));
     }
-    let mut out = HashMap::with_capacity(pairs.len());
+    let mut claim = Some(claim);
+    let one_answer = whole && parts.len() == 1;
+    let mut waiting = Vec::new();
+    for (srcs, dsts) in parts {
+        let passed = if one_answer { claim.take() } else { None };
+        waiting.push(submit(shield, dir, res, metric, generation, srcs, dsts, passed));
+    }
+    let mut out = HashMap::new();
     for rx in waiting {
         out.extend(rx.await.ok()??);
     }
+    drop(claim);
     Some(out)
 }
 
 /// Rounds of origin pair requests allowed under way per (resource, metric); further misses
 /// queue and leave together in the next round (group commit).
 const LANE_IN_FLIGHT: usize = 8;
+
+type Costs = HashMap<Pair, Option<Value>>;
 
 /// One request's missing pairs (`srcs` × `dsts`), waiting for a round.
 struct Job {
@@ -252,7 +272,18 @@ struct Job {
     queued: Instant,
     srcs: Vec<TypedAddr>,
     dsts: Vec<TypedAddr>,
-    reply: tokio::sync::oneshot::Sender<Option<HashMap<Pair, Option<Value>>>>,
+    /// Set when these are all the request's pairs: it is answered from its origin answer at
+    /// once, and the round releases the claim after the version check.
+    claim: Option<Claim>,
+    reply: Option<tokio::sync::oneshot::Sender<Option<Costs>>>,
+}
+
+impl Job {
+    fn answer(&mut self, costs: Option<Costs>) {
+        if let Some(reply) = self.reply.take() {
+            let _ = reply.send(costs);
+        }
+    }
 }
 
 /// The queue of one (resource, metric).
@@ -271,10 +302,11 @@ impl std::fmt::Debug for Lane {
     }
 }
 
-type Answer = tokio::sync::oneshot::Receiver<Option<HashMap<Pair, Option<Value>>>>;
+type Answer = tokio::sync::oneshot::Receiver<Option<Costs>>;
 
 /// Queues `srcs` × `dsts` for the origin. With a free slot, a driver task is started that sends
 /// the queue in rounds until it is empty; otherwise the job waits for the running drivers.
+#[allow(clippy::too_many_arguments)]
 fn submit(
     shield: &Arc<Shield>,
     dir: &Arc<Directory>,
@@ -283,10 +315,12 @@ fn submit(
     generation: &Arc<str>,
     srcs: Vec<TypedAddr>,
     dsts: Vec<TypedAddr>,
+    claim: Option<Claim>,
 ) -> Answer {
     let (tx, rx) = tokio::sync::oneshot::channel();
     let key = (res.id.clone(), metric.to_string());
-    let job = Job { generation: generation.clone(), queued: Instant::now(), srcs, dsts, reply: tx };
+    let job =
+        Job { generation: generation.clone(), queued: Instant::now(), srcs, dsts, claim, reply: Some(tx) };
     let start = {
         let mut lanes = shield.ecs.pairs.lanes.lock().unwrap_or_else(|e| e.into_inner());
         let lane = lanes.entry(key.clone()).or_default();
@@ -341,8 +375,79 @@ async fn drive(
             let (shield, dir, res, metric) = (shield.clone(), dir.clone(), res.clone(), metric.clone());
             round.spawn(async move { run_batch(&shield, &dir, &res, &metric, batch).await });
         }
-        while round.join_next().await.is_some() {}
+        let mut answered: Vec<Answered> = Vec::new();
+        while let Some(done) = round.join_next().await {
+            answered.extend(done.unwrap_or_default());
+        }
+        settle(&shield, &dir, &res, &metric, answered).await;
     }
+}
+
+/// One origin pair answer (`None`: failed) and the jobs it answers.
+struct Answered {
+    generation: Arc<str>,
+    costs: Option<(Costs, Instant)>,
+    jobs: Vec<Job>,
+}
+
+/// Ends a round: asks the origin which network-map version it serves now, stores the round's
+/// pairs if that is still the generation they were asked for, and answers the jobs still
+/// waiting (with nothing when the version moved on or could not be told: their requests are
+/// then forwarded as they are). A newer version at the origin refreshes the network map.
+async fn settle(
+    shield: &Arc<Shield>,
+    dir: &Arc<Directory>,
+    res: &Resource,
+    metric: &str,
+    answered: Vec<Answered>,
+) {
+    let tag = if answered.iter().any(|a| a.costs.is_some()) { origin_tag(shield, dir).await } else { None };
+    let current = shield.generation().map(|g| g.tag.clone());
+    for mut a in answered {
+        let confirmed = tag.as_deref() == Some(&*a.generation) && current.as_deref() == Some(&*a.generation);
+        let costs = a.costs.take().filter(|_| confirmed);
+        if let Some((costs, expires)) = &costs {
+            store(shield, res, metric, &a.generation, costs, *expires);
+        }
+        for mut job in a.jobs {
+            job.answer(costs.as_ref().map(|(all, _)| pick(all, &job.srcs, &job.dsts)));
+        }
+    }
+    if tag.is_some() && tag.as_deref() != current.as_deref() {
+        tracing::debug!(resource = %res.id, "the origin serves another network-map version; refreshing it");
+        let shield = shield.clone();
+        tokio::spawn(async move {
+            if let Err(e) = fetch::refresh_network_map(&shield).await {
+                tracing::warn!(error = %e, "network map refresh failed; serving what is cached");
+            }
+        });
+    }
+}
+
+/// The network-map version the origin serves now, asked with the smallest request that names
+/// it: a one-address `pid` lookup (its `dependent-vtags` name the map's tag) when the IRD offers
+/// one, else the network map itself. `None` when the origin does not say.
+async fn origin_tag(shield: &Arc<Shield>, dir: &Arc<Directory>) -> Option<String> {
+    let map = dir.default_network_map.as_str();
+    let pid = format!("{map}.pid");
+    let lookup = dir.resources.values().find(|r| {
+        r.post_kind == Some(crate::alto::validate::PostKind::EndpointProp) && r.caps.prop_types.contains(&pid)
+    });
+    let Some(lookup) = lookup else {
+        let res = dir.resources.get(map)?;
+        fetch::refetch(shield, dir, res).await.ok()?;
+        return shield.generation().map(|g| g.tag.to_string());
+    };
+    let body = serde_json::json!({"properties": [pid], "endpoints": ["ipv4:0.0.0.0"]});
+    let body = Bytes::from(serde_json::to_vec(&body).ok()?);
+    let (reply, _) = fetch::origin_fetch(shield, dir, lookup, Some(body)).await.ok()?;
+    if reply.status != StatusCode::OK {
+        return None;
+    }
+    let answer: Value = serde_json::from_slice(&reply.body).ok()?;
+    let tags = answer.get("meta")?.get("dependent-vtags")?.as_array()?;
+    let tag = tags.iter().find(|t| t.get("resource-id").and_then(Value::as_str) == Some(map))?;
+    tag.get("tag").and_then(Value::as_str).map(str::to_string)
 }
 
 /// Groups jobs into origin requests: jobs join a batch only while the batch's srcs × dsts stays
@@ -385,17 +490,18 @@ fn pack(jobs: Vec<Job>, waste: f64) -> Vec<Vec<Job>> {
     batches.into_iter().map(|b| b.jobs).collect()
 }
 
-/// One origin request for a batch; each job gets its own pairs. A merged request the origin
-/// refuses is retried per job, all at once, so one bad request cannot fail the others; any other
-/// failure fails the batch (each client's request is then forwarded as it is).
+/// One origin request for a batch. Jobs holding all of their request's pairs are answered at
+/// once; the rest wait for the round's version check. A merged request the origin refuses is
+/// retried per job, all at once, so one bad request cannot fail the others; any other failure
+/// fails the batch (each client's request is then forwarded as it is).
 async fn run_batch(
     shield: &Arc<Shield>,
     dir: &Arc<Directory>,
     res: &Resource,
     metric: &str,
-    batch: Vec<Job>,
-) {
-    let Some(generation) = batch.first().map(|j| j.generation.clone()) else { return };
+    mut batch: Vec<Job>,
+) -> Vec<Answered> {
+    let Some(generation) = batch.first().map(|j| j.generation.clone()) else { return Vec::new() };
     let union = |part: fn(&Job) -> &[TypedAddr]| -> Vec<TypedAddr> {
         let set: std::collections::BTreeSet<TypedAddr> =
             batch.iter().flat_map(|j| part(j).iter().copied()).collect();
@@ -403,40 +509,38 @@ async fn run_batch(
     };
     let (srcs, dsts) = (union(|j| &j.srcs), union(|j| &j.dsts));
     shield.metrics.ecs_clients_per_fetch(batch.len() as u64);
-    let merged = fetch_group(shield, dir, res, metric, &generation, &srcs, &dsts).await;
-    match merged {
-        Ok(all) => {
-            for job in batch {
-                let _ = job.reply.send(Some(pick(&all, &job.srcs, &job.dsts)));
+    match fetch_group(shield, dir, res, metric, &srcs, &dsts).await {
+        Ok((all, expires)) => {
+            for job in batch.iter_mut().filter(|j| j.claim.is_some()) {
+                job.answer(Some(pick(&all, &job.srcs, &job.dsts)));
             }
+            vec![Answered { generation, costs: Some((all, expires)), jobs: batch }]
         }
         Err(Failure::Refused) if batch.len() > 1 => {
             let mut retries = tokio::task::JoinSet::new();
-            for job in batch {
+            for mut job in batch {
                 let (shield, dir, res) = (shield.clone(), dir.clone(), res.clone());
                 let (metric, generation) = (metric.to_string(), generation.clone());
                 retries.spawn(async move {
                     shield.metrics.ecs_clients_per_fetch(1);
-                    let mine =
-                        fetch_group(&shield, &dir, &res, &metric, &generation, &job.srcs, &job.dsts).await;
-                    let _ = job.reply.send(mine.ok());
+                    let mine = fetch_group(&shield, &dir, &res, &metric, &job.srcs, &job.dsts).await.ok();
+                    if job.claim.is_some() {
+                        job.answer(mine.as_ref().map(|(all, _)| all.clone()));
+                    }
+                    Answered { generation, costs: mine, jobs: vec![job] }
                 });
             }
-            while retries.join_next().await.is_some() {}
-        }
-        Err(_) => {
-            for job in batch {
-                let _ = job.reply.send(None);
+            let mut answered = Vec::new();
+            while let Some(done) = retries.join_next().await {
+                answered.extend(done.ok());
             }
+            answered
         }
+        Err(_) => vec![Answered { generation, costs: None, jobs: batch }],
     }
 }
 
-fn pick(
-    all: &HashMap<Pair, Option<Value>>,
-    srcs: &[TypedAddr],
-    dsts: &[TypedAddr],
-) -> HashMap<Pair, Option<Value>> {
+fn pick(all: &Costs, srcs: &[TypedAddr], dsts: &[TypedAddr]) -> Costs {
     let mut out = HashMap::with_capacity(srcs.len() * dsts.len());
     for s in srcs {
         for d in dsts {
@@ -455,17 +559,16 @@ enum Failure {
     Failed,
 }
 
-/// Asks the origin for `srcs` × `dsts` (numerical, no constraints) and stores the answer in the
-/// pair table, pairs it omits as absent, unless the generation changed meanwhile.
+/// Asks the origin for `srcs` × `dsts` (numerical, no constraints): every pair's cost, pairs
+/// the origin omits as absent, and when they expire.
 async fn fetch_group(
     shield: &Arc<Shield>,
     dir: &Arc<Directory>,
     res: &Resource,
     metric: &str,
-    generation: &Arc<str>,
     srcs: &[TypedAddr],
     dsts: &[TypedAddr],
-) -> Result<HashMap<Pair, Option<Value>>, Failure> {
+) -> Result<(Costs, Instant), Failure> {
     let request = Request::EndpointCost(EndpointCostParams {
         cost_type: Some(CostType::new(metric, "numerical")),
         constraints: None,
@@ -501,22 +604,31 @@ async fn fetch_group(
         }
     }
     let ttl = reply.entry.as_ref().map_or(shield.config.cache.default_ttl, |e| e.ttl);
-    let expires = Instant::now() + ttl.max(Duration::from_millis(1));
-    if shield.generation().is_some_and(|g| g.tag == *generation) {
-        let mut tables = shield.ecs.pairs.lock();
-        let total: usize = tables.values().map(|t| t.pairs.len()).sum();
-        let max = usize::try_from(shield.config.cache.max_bytes / PAIR_BYTES).unwrap_or(usize::MAX);
-        if total + out.len() > max {
-            for t in tables.values_mut() {
-                t.pairs.clear();
-            }
-        }
-        let t = table(&mut tables, &res.id, metric, generation);
-        for (p, v) in &out {
-            t.pairs.insert(*p, (v.clone(), expires));
+    Ok((out, Instant::now() + ttl.max(Duration::from_millis(1))))
+}
+
+/// Stores confirmed pairs of `generation`, emptying every table first when they would exceed
+/// the pair budget.
+fn store(
+    shield: &Shield,
+    res: &Resource,
+    metric: &str,
+    generation: &Arc<str>,
+    costs: &Costs,
+    expires: Instant,
+) {
+    let mut tables = shield.ecs.pairs.lock();
+    let total: usize = tables.values().map(|t| t.pairs.len()).sum();
+    let max = usize::try_from(shield.config.cache.max_bytes / PAIR_BYTES).unwrap_or(usize::MAX);
+    if total + costs.len() > max {
+        for t in tables.values_mut() {
+            t.pairs.clear();
         }
     }
-    Ok(out)
+    let t = table(&mut tables, &res.id, metric, generation);
+    for (p, v) in costs {
+        t.pairs.insert(*p, (v.clone(), expires));
+    }
 }
 
 #[cfg(test)]
@@ -534,7 +646,8 @@ mod tests {
             queued: Instant::now(),
             srcs: srcs.iter().map(|s| a(s)).collect(),
             dsts: dsts.iter().map(|d| a(d)).collect(),
-            reply,
+            claim: None,
+            reply: Some(reply),
         }
     }
 
