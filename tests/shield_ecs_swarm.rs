@@ -2,13 +2,16 @@
 //! work on the seed's workload"): 500 peers, 10 epochs; every epoch each peer re-ranks its
 //! retained candidates plus a few new ones, with its own address as the source, all peers of an
 //! epoch arriving together, against an origin with 20 ms latency. Asserts on the origin's
-//! counters and prints the figures (`cargo test --test shield_ecs_swarm -- --nocapture`).
+//! counters and prints the figures (`cargo test --test shield_ecs_swarm -- --nocapture`). In
+//! front of an origin whose endpoint costs deviate from its maps, `auto` must switch to
+//! `aggregate` and every answer after the first epoch must be the origin's own.
 
 mod support;
 
 use std::collections::HashSet;
 use std::sync::Arc;
 
+use altoshield::rng::SplitMix64;
 use serde_json::{json, Value};
 use support::*;
 
@@ -27,28 +30,20 @@ fn peer_addr(i: usize) -> String {
     }
 }
 
-/// Deterministic pseudo-random numbers (SplitMix64).
-struct Rng(u64);
-
-impl Rng {
-    fn below(&mut self, n: usize) -> usize {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        ((z ^ (z >> 31)) % n as u64) as usize
-    }
+/// A number in `0..n` from the workload's generator.
+fn below(rng: &mut SplitMix64, n: usize) -> usize {
+    rng.below(n as u64) as usize
 }
 
 /// Every epoch's requests: per peer, its source and its candidate set.
 fn workload() -> Vec<Vec<Value>> {
-    let mut rng = Rng(7);
+    let mut rng = SplitMix64::new(7);
     let addrs: Vec<String> = (0..PEERS).map(peer_addr).collect();
     let mut candidates: Vec<Vec<usize>> = (0..PEERS)
         .map(|p| {
             let mut c: Vec<usize> = Vec::new();
             while c.len() < CANDIDATES {
-                let q = rng.below(PEERS);
+                let q = below(&mut rng, PEERS);
                 if q != p && !c.contains(&q) {
                     c.push(q);
                 }
@@ -62,9 +57,9 @@ fn workload() -> Vec<Vec<Value>> {
         for (p, c) in candidates.iter_mut().enumerate() {
             if epoch > 0 {
                 for _ in 0..NEW_PER_EPOCH {
-                    let q = rng.below(PEERS);
+                    let q = below(&mut rng, PEERS);
                     if q != p && !c.contains(&q) {
-                        let slot = rng.below(c.len());
+                        let slot = below(&mut rng, c.len());
                         c[slot] = q;
                     }
                 }
@@ -105,8 +100,25 @@ struct Figures {
     client_requests: usize,
 }
 
+/// Which answers are compared with the origin's own.
+#[derive(Clone, Copy, PartialEq)]
+enum Check {
+    /// Every 25th answer of the last 250.
+    Sample,
+    /// Every answer after the first epoch.
+    AfterFirstEpoch,
+}
+
 async fn run(ecs: &[(&str, &str)]) -> Figures {
-    let origin = Origin::with_data(&["--delay-ms", "20"]);
+    run_against(&[], ecs, Check::Sample).await.0
+}
+
+/// The swarm through a shield with `ecs` in front of an origin with 20 ms latency and
+/// `origin_args`; the figures, and the shield's metrics at the end.
+async fn run_against(origin_args: &[&str], ecs: &[(&str, &str)], check: Check) -> (Figures, String) {
+    let mut args = vec!["--delay-ms", "20"];
+    args.extend_from_slice(origin_args);
+    let origin = Origin::with_data(&args);
     let mut config = ShieldConfig::new(&origin.directory_url()).plain();
     for (k, v) in ecs {
         config = config.raw(k, v);
@@ -118,8 +130,8 @@ async fn run(ecs: &[(&str, &str)]) -> Figures {
     let epochs = workload();
     let before = origin.metrics().await;
     let (mut asked, mut distinct, mut n) = (0, HashSet::new(), 0);
-    let mut last = Vec::new();
-    for requests in &epochs {
+    let (mut last, mut checked) = (Vec::new(), Vec::new());
+    for (epoch, requests) in epochs.iter().enumerate() {
         for chunk in requests.chunks(CONCURRENCY) {
             let mut tasks = Vec::new();
             for body in chunk {
@@ -137,6 +149,9 @@ async fn run(ecs: &[(&str, &str)]) -> Figures {
             for t in tasks {
                 let (body, status, answer) = t.await.expect("request task");
                 assert_eq!(status, 200, "{body}");
+                if check == Check::AfterFirstEpoch && epoch > 0 {
+                    checked.push((body.clone(), answer.clone()));
+                }
                 last.push((body, answer));
             }
         }
@@ -154,12 +169,25 @@ async fn run(ecs: &[(&str, &str)]) -> Figures {
         distinct_pairs: distinct.len(),
         client_requests: n,
     };
-    // A sample of the last epoch's answers equals the origin's own.
-    let direct = TestClient::http1();
-    let origin_dir = Directory::fetch(&direct, &origin.directory_url()).await;
-    for (body, answer) in last.iter().step_by(25) {
-        let expected = post_to(&direct, &origin_dir, &id, body).await;
-        assert_eq!(*answer, expected.json(), "{body}");
+    // The answers checked equal the origin's own.
+    if check == Check::Sample {
+        checked = last.into_iter().step_by(25).collect();
+    }
+    let direct = Arc::new(TestClient::http1());
+    let origin_dir = Arc::new(Directory::fetch(&direct, &origin.directory_url()).await);
+    for chunk in checked.chunks(CONCURRENCY) {
+        let mut tasks = Vec::new();
+        for (body, answer) in chunk {
+            let (body, answer) = (body.clone(), answer.clone());
+            let (direct, origin_dir, id) = (direct.clone(), origin_dir.clone(), id.clone());
+            tasks.push(tokio::spawn(async move {
+                let expected = post_to(&direct, &origin_dir, &id, &body).await;
+                assert_eq!(answer, expected.json(), "{body}");
+            }));
+        }
+        for t in tasks {
+            t.await.expect("check task");
+        }
     }
     eprintln!(
         "ecs {ecs:?}: {} client requests, {} pairs asked ({} distinct); origin: {} endpoint-cost requests, \
@@ -171,7 +199,7 @@ async fn run(ecs: &[(&str, &str)]) -> Figures {
         figures.pairs,
         figures.all_requests
     );
-    figures
+    (figures, shield.metrics().await)
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -218,4 +246,21 @@ async fn aggregate_merging_with_waste_trades_pairs_for_requests() {
         f.pairs,
         f.distinct_pairs
     );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn auto_in_front_of_a_deviating_origin_switches_to_aggregate_and_answers_as_it_does() {
+    let ecs = [("ecs.mode", "\"auto\""), ("ecs.auto_warmup", "50"), ("ecs.auto_sample", "0.01")];
+    let (f, m) = run_against(&["--ecs-deviate"], &ecs, Check::AfterFirstEpoch).await;
+    let ecs_id = "endpoint-cost";
+    assert!(metric(&m, "altoshield_ecs_mismatches_total", &[("resource", ecs_id)]) >= 1.0);
+    // Never trusted: no endpoint cost was synthesised; after the switch, pairs come from the
+    // pair cache and the origin, and every answer after the first epoch was the origin's.
+    let local = metric(&m, "altoshield_ecs_pairs_total", &[("resource", ecs_id), ("source", "local")]);
+    assert_eq!(local, 0.0, "answers computed from the maps of a deviating origin");
+    let cached = metric(&m, "altoshield_ecs_pairs_total", &[("resource", ecs_id), ("source", "cache")]);
+    assert!(cached > 0.0, "the switch to aggregate did not happen");
+    // Numerical requests now cost the origin only their new pairs; ordinal ones (a fifth, not
+    // ranked locally without `ecs.rank_locally`) are forwarded whole.
+    assert!(f.pairs < f.asked_pairs as f64 / 2.0, "{} origin pairs for {} asked", f.pairs, f.asked_pairs);
 }
