@@ -385,8 +385,8 @@ async fn verify(
 /// Compares an origin answer, fetched while `generation` was current, with the local
 /// computation, and counts the comparison only if the network-map version was the same before
 /// and after it. A mismatch may only mean that the origin has published a version the shield
-/// has not seen yet (every cost changes with a version): the network map is asked for again
-/// first, and the mismatch counts only if its version is still the same.
+/// has not seen yet: the origin is asked which version it serves first, and the mismatch counts
+/// only if that is still the generation the comparison used.
 async fn compare(
     shield: &Arc<Shield>,
     dir: &Arc<Directory>,
@@ -404,13 +404,16 @@ async fn compare(
         shield.auto_compared(&res.id, true);
         return;
     }
-    if let Err(e) = fetch::refresh_network_map(shield).await {
-        tracing::debug!(resource = %res.id, error = %e, "cannot confirm the network-map version; comparison not counted");
-        return;
-    }
-    if shield.generation().is_none_or(|g| g.tag != *generation) {
-        tracing::debug!(resource = %res.id, "the network map changed under a comparison; not counted");
-        return;
+    match pairs::origin_version(shield, dir).await {
+        None => {
+            tracing::debug!(resource = %res.id, "cannot tell the origin's network-map version; not counted");
+            return;
+        }
+        Some(tag) if *tag != **generation => {
+            tracing::debug!(resource = %res.id, "the origin's network map changed under a comparison; not counted");
+            return;
+        }
+        Some(_) => {}
     }
     tracing::debug!(resource = %res.id, "origin endpoint costs differ from the local computation");
     shield.auto_compared(&res.id, false);

@@ -351,7 +351,8 @@ async fn drive(
     let window = shield.config.ecs.merge_window;
     if !window.is_zero() {
         // The timer rounds deadlines up to its next millisecond tick: asking for one tick less
-        // keeps the wait within the window (a 1 ms window waits one to two ticks).
+        // brings the wait to about the window instead of up to a tick beyond it (measured with
+        // a 2 ms window: 1.9–2.2 ms on average, `altoshield_ecs_merge_wait_seconds`).
         let tick = Duration::from_millis(1);
         tokio::time::sleep(if window > tick { window - tick } else { window }).await;
     }
@@ -401,7 +402,8 @@ async fn settle(
     metric: &str,
     answered: Vec<Answered>,
 ) {
-    let tag = if answered.iter().any(|a| a.costs.is_some()) { origin_tag(shield, dir).await } else { None };
+    let tag =
+        if answered.iter().any(|a| a.costs.is_some()) { origin_version(shield, dir).await } else { None };
     let current = shield.generation().map(|g| g.tag.clone());
     for mut a in answered {
         let confirmed = tag.as_deref() == Some(&*a.generation) && current.as_deref() == Some(&*a.generation);
@@ -413,8 +415,14 @@ async fn settle(
             job.answer(costs.as_ref().map(|(all, _)| pick(all, &job.srcs, &job.dsts)));
         }
     }
-    if tag.is_some() && tag.as_deref() != current.as_deref() {
-        tracing::debug!(resource = %res.id, "the origin serves another network-map version; refreshing it");
+}
+
+/// [`origin_tag`], and when it is not the generation the shield serves, a network-map refresh
+/// in the background (so the shield catches up now rather than at the map's expiry).
+pub(in crate::shield) async fn origin_version(shield: &Arc<Shield>, dir: &Arc<Directory>) -> Option<String> {
+    let tag = origin_tag(shield, dir).await?;
+    if shield.generation().is_none_or(|g| *g.tag != *tag) {
+        tracing::debug!(tag = %tag, "the origin serves another network-map version; refreshing it");
         let shield = shield.clone();
         tokio::spawn(async move {
             if let Err(e) = fetch::refresh_network_map(&shield).await {
@@ -422,6 +430,7 @@ async fn settle(
             }
         });
     }
+    Some(tag)
 }
 
 /// The network-map version the origin serves now, asked with the smallest request that names
