@@ -343,6 +343,37 @@ mod tests {
         }
     }
 
+    /// A leader for `key` whose fetch gives `value` once released, already in flight.
+    async fn blocked_leader(
+        c: &C,
+        key: &'static str,
+        value: u32,
+    ) -> (tokio::task::JoinHandle<Outcome<u32, String>>, Arc<Notify>) {
+        let release = Arc::new(Notify::new());
+        let leader = {
+            let (c, release) = (c.clone(), Arc::clone(&release));
+            tokio::spawn(async move {
+                c.run(key, LONG, || async move {
+                    release.notified().await;
+                    Ok(Fetched::Shared(value))
+                })
+                .await
+            })
+        };
+        until(|| c.in_flight() == 1).await;
+        (leader, release)
+    }
+
+    /// A caller that joins the flight of `key`, already waiting on it.
+    async fn joined_waiter(c: &C, key: &'static str) -> tokio::task::JoinHandle<Outcome<u32, String>> {
+        let waiter = {
+            let c = c.clone();
+            tokio::spawn(async move { c.run(key, LONG, || async { unreachable!("joins") }).await })
+        };
+        until(|| c.waiting(&key) == 1).await;
+        waiter
+    }
+
     #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
     async fn a_herd_of_1000_fetches_once() {
         const N: usize = 1000;
@@ -552,23 +583,8 @@ mod tests {
     #[tokio::test]
     async fn a_waiter_times_out_and_the_fetch_still_serves_the_others() {
         let c = C::new();
-        let release = Arc::new(Notify::new());
-        let leader = {
-            let (c, release) = (c.clone(), Arc::clone(&release));
-            tokio::spawn(async move {
-                c.run("slow", LONG, || async move {
-                    release.notified().await;
-                    Ok(Fetched::Shared(5))
-                })
-                .await
-            })
-        };
-        until(|| c.in_flight() == 1).await;
-        let patient = {
-            let c = c.clone();
-            tokio::spawn(async move { c.run("slow", LONG, || async { unreachable!("joins") }).await })
-        };
-        until(|| c.waiting(&"slow") == 1).await;
+        let (leader, release) = blocked_leader(&c, "slow", 5).await;
+        let patient = joined_waiter(&c, "slow").await;
 
         // The leader is blocked until released, so this waiter cannot get anything but a timeout.
         let timeout = Duration::from_millis(20);
@@ -586,18 +602,7 @@ mod tests {
     #[tokio::test]
     async fn a_zero_wait_timeout_never_waits() {
         let c = C::new();
-        let release = Arc::new(Notify::new());
-        let leader = {
-            let (c, release) = (c.clone(), Arc::clone(&release));
-            tokio::spawn(async move {
-                c.run("k", LONG, || async move {
-                    release.notified().await;
-                    Ok(Fetched::Shared(1))
-                })
-                .await
-            })
-        };
-        until(|| c.in_flight() == 1).await;
+        let (leader, release) = blocked_leader(&c, "k", 1).await;
         let outcome = c.run("k", Duration::ZERO, || async { unreachable!("joins") }).await;
         assert!(matches!(outcome, Outcome::TimedOut { .. }), "{outcome:?}");
         release.notify_one();
@@ -624,23 +629,8 @@ mod tests {
     #[tokio::test]
     async fn a_cancelled_waiter_leaves_without_disturbing_the_flight() {
         let c = C::new();
-        let release = Arc::new(Notify::new());
-        let leader = {
-            let (c, release) = (c.clone(), Arc::clone(&release));
-            tokio::spawn(async move {
-                c.run("k", LONG, || async move {
-                    release.notified().await;
-                    Ok(Fetched::Shared(9))
-                })
-                .await
-            })
-        };
-        until(|| c.in_flight() == 1).await;
-        let waiter = {
-            let c = c.clone();
-            tokio::spawn(async move { c.run("k", LONG, || async { unreachable!("joins") }).await })
-        };
-        until(|| c.waiting(&"k") == 1).await;
+        let (leader, release) = blocked_leader(&c, "k", 9).await;
+        let waiter = joined_waiter(&c, "k").await;
         waiter.abort();
         assert!(waiter.await.unwrap_err().is_cancelled());
         assert_eq!(c.waiting(&"k"), 0);
