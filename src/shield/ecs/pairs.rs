@@ -435,25 +435,31 @@ pub(in crate::shield) async fn origin_version(shield: &Arc<Shield>, dir: &Arc<Di
 
 /// The network-map version the origin serves now, asked with the smallest request that names
 /// it: a one-address `pid` lookup (its `dependent-vtags` name the map's tag) when the IRD offers
-/// one, else the network map itself. `None` when the origin does not say.
+/// one, else (or when the lookup's answer does not name it) the network map itself. `None` when
+/// the origin cannot be reached or does not say.
 async fn origin_tag(shield: &Arc<Shield>, dir: &Arc<Directory>) -> Option<String> {
     let map = dir.default_network_map.as_str();
     let pid = format!("{map}.pid");
     let lookup = dir.resources.values().find(|r| {
         r.post_kind == Some(crate::alto::validate::PostKind::EndpointProp) && r.caps.prop_types.contains(&pid)
     });
-    let Some(lookup) = lookup else {
-        let res = dir.resources.get(map)?;
-        fetch::refetch(shield, dir, res).await.ok()?;
-        return shield.generation().map(|g| g.tag.to_string());
-    };
-    let body = serde_json::json!({"properties": [pid], "endpoints": ["ipv4:0.0.0.0"]});
-    let body = Bytes::from(serde_json::to_vec(&body).ok()?);
-    let (reply, _) = fetch::origin_fetch(shield, dir, lookup, Some(body)).await.ok()?;
-    if reply.status != StatusCode::OK {
-        return None;
+    if let Some(lookup) = lookup {
+        let body = serde_json::json!({"properties": [pid], "endpoints": ["ipv4:0.0.0.0"]});
+        let body = Bytes::from(serde_json::to_vec(&body).ok()?);
+        let (reply, _) = fetch::origin_fetch(shield, dir, lookup, Some(body)).await.ok()?;
+        if let Some(tag) = named_tag(&reply.body, map).filter(|_| reply.status == StatusCode::OK) {
+            return Some(tag);
+        }
+        tracing::debug!(resource = %lookup.id, "the pid lookup does not name the network-map version; asking the map");
     }
-    let answer: Value = serde_json::from_slice(&reply.body).ok()?;
+    let res = dir.resources.get(map)?;
+    fetch::refetch(shield, dir, res).await.ok()?;
+    shield.generation().map(|g| g.tag.to_string())
+}
+
+/// The tag that an answer's `dependent-vtags` give network map `map`.
+fn named_tag(body: &[u8], map: &str) -> Option<String> {
+    let answer: Value = serde_json::from_slice(body).ok()?;
     let tags = answer.get("meta")?.get("dependent-vtags")?.as_array()?;
     let tag = tags.iter().find(|t| t.get("resource-id").and_then(Value::as_str) == Some(map))?;
     tag.get("tag").and_then(Value::as_str).map(str::to_string)
@@ -662,6 +668,16 @@ mod tests {
 
     fn shapes(batches: &[Vec<Job>]) -> Vec<usize> {
         batches.iter().map(Vec::len).collect()
+    }
+
+    #[test]
+    fn the_version_is_read_from_the_dependent_vtags_naming_the_map() {
+        let body = br#"{"meta":{"dependent-vtags":[{"resource-id":"other","tag":"x"},
+            {"resource-id":"net","tag":"t2"}]},"endpoint-properties":{}}"#;
+        assert_eq!(named_tag(body, "net").as_deref(), Some("t2"));
+        assert_eq!(named_tag(body, "missing"), None);
+        assert_eq!(named_tag(br#"{"meta":{}}"#, "net"), None);
+        assert_eq!(named_tag(b"not json", "net"), None);
     }
 
     #[test]
